@@ -1,0 +1,9 @@
+//! Accounts: users with unique, case-folded handles; argon2id credentials; opaque sessions.
+
+mod model;
+mod ports;
+mod service;
+
+pub use model::*;
+pub use ports::*;
+pub use service::*;

@@ -1,0 +1,266 @@
+use std::sync::Arc;
+
+use chrono::Utc;
+use tracing::instrument;
+
+use super::{
+    Appended, ClientMsgId, Conversation, ConversationStore, HistoryPage, HistoryQuery,
+    MarkedRead, MessageBody, NewMessage,
+};
+use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
+use crate::events::{Ephemeral, LiveBus, LiveEvent};
+use crate::inbox::{ConversationView, InboxStore};
+use crate::{ConversationId, MessageId, StoreError};
+
+/// The most messages or conversations one page may hold.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// What can go wrong in a conversation use case.
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The conversation does not exist *or the caller is not in it*: the two are never told
+    /// apart, so nobody learns of a conversation they are not in.
+    #[error("no such conversation")]
+    NotFound,
+    #[error("no user has this handle")]
+    PeerNotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opening conversations, sending, reading history and read receipts.
+pub struct ConversationService {
+    accounts: Arc<dyn AccountStore>,
+    conversations: Arc<dyn ConversationStore>,
+    inbox: Arc<dyn InboxStore>,
+    live: Arc<dyn LiveBus>,
+}
+
+impl ConversationService {
+    pub fn new(
+        accounts: Arc<dyn AccountStore>,
+        conversations: Arc<dyn ConversationStore>,
+        inbox: Arc<dyn InboxStore>,
+        live: Arc<dyn LiveBus>,
+    ) -> Self {
+        Self {
+            accounts,
+            conversations,
+            inbox,
+            live,
+        }
+    }
+
+    /// Opens (or finds) the conversation with the user holding `peer_handle`. Returns the
+    /// conversation and whether this call created it.
+    ///
+    /// # Errors
+    /// `PeerNotFound` for an unknown handle; `Invalid` for a conversation with oneself.
+    #[instrument(skip(self))]
+    pub async fn open(
+        &self,
+        caller: Caller,
+        peer_handle: &str,
+    ) -> Result<(ConversationView, bool), ConversationError> {
+        let handle = Handle::parse(peer_handle).map_err(|_| ConversationError::PeerNotFound)?;
+        let peer = self
+            .accounts
+            .user_id_by_handle(&handle)
+            .await?
+            .ok_or(ConversationError::PeerNotFound)?;
+        if peer == caller.user_id {
+            return Err(InvalidInput::new(
+                "peer_handle",
+                "cannot open a conversation with yourself",
+            )
+            .into());
+        }
+        let now = Utc::now();
+        let (conversation, created) = self
+            .conversations
+            .open(Conversation::new_between(caller.user_id, peer, now))
+            .await?;
+        self.inbox
+            .open_entry(caller.user_id, conversation.id, peer, now)
+            .await?;
+        Ok((self.view(caller, conversation).await?, created))
+    }
+
+    /// The conversation as the caller sees it, read from its authoritative record.
+    ///
+    /// # Errors
+    /// `NotFound` when it does not exist or the caller is not in it.
+    pub async fn get(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+    ) -> Result<ConversationView, ConversationError> {
+        let conversation = self.membership(caller, id).await?;
+        self.view(caller, conversation).await
+    }
+
+    /// Sends a message, or returns the original when `client_msg_id` was already used by the
+    /// caller in this conversation.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad body or client id; `NotFound` as for [`Self::get`].
+    #[instrument(skip(self, body))]
+    pub async fn send(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+        client_msg_id: String,
+        body: String,
+    ) -> Result<Appended, ConversationError> {
+        let client_msg_id = ClientMsgId::parse(client_msg_id)?;
+        let body = MessageBody::parse(body)?;
+        self.membership(caller, id).await?;
+        let message = NewMessage {
+            id: MessageId::generate(),
+            conversation_id: id,
+            sender_id: caller.user_id,
+            client_msg_id: client_msg_id.into_inner(),
+            body: body.into_inner(),
+            created_at: Utc::now(),
+        };
+        self.conversations
+            .append(message)
+            .await?
+            .ok_or(ConversationError::NotFound)
+    }
+
+    /// A page of history in ascending seq.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad limit or negative seq; `NotFound` as for [`Self::get`].
+    pub async fn history(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, ConversationError> {
+        check_page_size(query.limit)?;
+        if query.before_seq.is_some_and(|s| s < 0) || query.after_seq.is_some_and(|s| s < 0) {
+            return Err(InvalidInput::new("seq", "must not be negative").into());
+        }
+        self.membership(caller, id).await?;
+        let mut items = self.conversations.history(id, query).await?;
+        let has_more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        if query.after_seq.is_none() {
+            items.reverse();
+        }
+        Ok(HistoryPage { items, has_more })
+    }
+
+    /// Moves the caller's read position forward to `seq`; a lower `seq` changes nothing.
+    ///
+    /// # Errors
+    /// `Invalid` when `seq` is negative or past the newest message; `NotFound` as for
+    /// [`Self::get`].
+    #[instrument(skip(self))]
+    pub async fn mark_read(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+        seq: i64,
+    ) -> Result<ConversationView, ConversationError> {
+        if seq < 0 {
+            return Err(InvalidInput::new("seq", "must not be negative").into());
+        }
+        self.membership(caller, id).await?;
+        match self
+            .conversations
+            .mark_read(id, caller.user_id, seq)
+            .await?
+            .ok_or(ConversationError::NotFound)?
+        {
+            MarkedRead::Done(conversation) => self.view(caller, conversation).await,
+            MarkedRead::BeyondLast(_) => {
+                Err(InvalidInput::new("seq", "is past the newest message").into())
+            }
+        }
+    }
+
+    /// Tells the peer's devices that the caller is typing. Never stored.
+    ///
+    /// # Errors
+    /// `NotFound` as for [`Self::get`].
+    pub async fn typing(&self, caller: Caller, id: ConversationId) -> Result<(), ConversationError> {
+        let conversation = self.membership(caller, id).await?;
+        let event = Ephemeral::Typing {
+            conversation_id: id,
+            user_id: caller.user_id,
+        };
+        self.live
+            .publish(
+                conversation.peer_of(caller.user_id),
+                LiveEvent::Ephemeral(event),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// The conversation, if the caller is in it.
+    async fn membership(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+    ) -> Result<Conversation, ConversationError> {
+        self.conversations
+            .conversation(id)
+            .await?
+            .filter(|c| c.has_member(caller.user_id))
+            .ok_or(ConversationError::NotFound)
+    }
+
+    async fn view(
+        &self,
+        caller: Caller,
+        conversation: Conversation,
+    ) -> Result<ConversationView, ConversationError> {
+        let me = caller.user_id;
+        let peer_id = conversation.peer_of(me);
+        let peer = self
+            .accounts
+            .user(peer_id)
+            .await?
+            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("peer {peer_id} is missing")))?;
+        let last_message = match conversation.last_seq {
+            0 => None,
+            seq => self.conversations.message(conversation.id, seq).await?,
+        };
+        let version = self
+            .inbox
+            .entry(me, conversation.id)
+            .await?
+            .map_or(0, |e| e.version);
+        Ok(ConversationView {
+            id: conversation.id,
+            peer,
+            last_message,
+            last_seq: conversation.last_seq,
+            read_seq: conversation.read_seq_of(me),
+            peer_read_seq: conversation.read_seq_of(peer_id),
+            updated_at: conversation.updated_at,
+            version,
+        })
+    }
+}
+
+/// Checks a requested page size against `1..=MAX_PAGE_SIZE`.
+///
+/// # Errors
+/// Returns [`InvalidInput`] for `limit` outside the bounds.
+pub fn check_page_size(limit: u32) -> Result<(), InvalidInput> {
+    if (1..=MAX_PAGE_SIZE).contains(&limit) {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            "limit",
+            format!("must be 1–{MAX_PAGE_SIZE}"),
+        ))
+    }
+}

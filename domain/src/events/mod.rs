@@ -1,0 +1,12 @@
+//! Events: the durable path from a committed write to both inboxes (outbox → queue →
+//! delivery), and the live lane to connected devices.
+
+mod delivery;
+mod model;
+mod ports;
+mod relay;
+
+pub use delivery::*;
+pub use model::*;
+pub use ports::*;
+pub use relay::*;

@@ -1,0 +1,61 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{FeedEvent, FeedEventBody, InboxEntry, Replay};
+use crate::{ConversationId, StoreError, UserId};
+
+/// Where each user's inbox entries and feed live: on the user's shard.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    /// Makes sure `user` has an entry for the conversation, so it shows in their list before
+    /// the first message. Idempotent.
+    async fn open_entry(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        peer: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// In one transaction on `user`'s shard: unless this event (conversation, kind, seq) is
+    /// already in the user's feed, appends it at the next cursor and folds it into the entry
+    /// (positions only move forward). Returns the appended event, or `None` if it was already
+    /// applied or changes nothing.
+    async fn apply(
+        &self,
+        user: UserId,
+        peer: UserId,
+        event: &FeedEventBody,
+        at: DateTime<Utc>,
+    ) -> Result<Option<FeedEvent>, StoreError>;
+
+    /// `user`'s entry for a conversation.
+    async fn entry(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<Option<InboxEntry>, StoreError>;
+
+    /// Up to `limit` entries with a version below `before` (all when `None`), newest first.
+    async fn list(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError>;
+
+    /// Up to `limit` entries with a version above `since`, oldest change first.
+    async fn changed_since(
+        &self,
+        user: UserId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError>;
+
+    /// Up to `limit` feed events after `since`, or `ResyncRequired` when some of them were
+    /// pruned or `since` is beyond the newest cursor.
+    async fn replay(&self, user: UserId, since: i64, limit: u32) -> Result<Replay, StoreError>;
+
+    /// Deletes feed events older than `before` on every shard; returns how many.
+    async fn prune_feeds(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}

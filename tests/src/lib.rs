@@ -1,0 +1,1 @@
+//! Duet's black-box tests live in `tests/api`; this library is empty.
