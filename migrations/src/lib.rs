@@ -1,1 +1,20 @@
-//! placeholder
+//! Duet's schema as sea-orm migrations, one set valid on SQLite and PostgreSQL.
+//!
+//! Tables group by shard key, and no query joins across groups:
+//! - by user id: `users`, `sessions`, `user_feeds`, `inbox_entries`, `feed_events`;
+//! - by handle: `handles`;
+//! - by conversation id: `conversations`, `messages`, `outbox`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_initial;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_initial::Migration)]
+    }
+}

@@ -15,8 +15,11 @@ pub struct InboxEntry {
     pub last_seq: i64,
     pub read_seq: i64,
     pub peer_read_seq: i64,
-    /// The user's feed cursor when this entry last changed: sync and listing order by it.
+    /// The user's feed cursor when this entry last changed (any change): sync orders by it.
     pub version: i64,
+    /// The user's feed cursor of the newest message (or of opening, before the first):
+    /// the conversation list orders by it, so reading does not reorder the list.
+    pub activity: i64,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -36,7 +36,8 @@ pub trait InboxStore: Send + Sync {
         conversation: ConversationId,
     ) -> Result<Option<InboxEntry>, StoreError>;
 
-    /// Up to `limit` entries with a version below `before` (all when `None`), newest first.
+    /// Up to `limit` entries with an activity below `before` (all when `None`), newest
+    /// activity first.
     async fn list(
         &self,
         user: UserId,
@@ -55,6 +56,9 @@ pub trait InboxStore: Send + Sync {
     /// Up to `limit` feed events after `since`, or `ResyncRequired` when some of them were
     /// pruned or `since` is beyond the newest cursor.
     async fn replay(&self, user: UserId, since: i64, limit: u32) -> Result<Replay, StoreError>;
+
+    /// The newest cursor in `user`'s feed (0 before the first event).
+    async fn latest_cursor(&self, user: UserId) -> Result<i64, StoreError>;
 
     /// Deletes feed events older than `before` on every shard; returns how many.
     async fn prune_feeds(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;

@@ -44,7 +44,7 @@ impl InboxService {
         let has_more = entries.len() > limit as usize;
         entries.truncate(limit as usize);
         let next_cursor = has_more
-            .then(|| entries.last().map(|e| e.version))
+            .then(|| entries.last().map(|e| e.activity))
             .flatten();
         Ok(InboxPage {
             items: self.views(entries).await?,
@@ -94,6 +94,11 @@ impl InboxService {
             return Err(InvalidInput::new("since", "is not a valid cursor").into());
         }
         Ok(self.inbox.replay(caller.user_id, since, limit).await?)
+    }
+
+    /// The newest cursor in the caller's feed.
+    pub async fn latest_cursor(&self, caller: Caller) -> Result<i64, StoreError> {
+        self.inbox.latest_cursor(caller.user_id).await
     }
 
     async fn views(&self, entries: Vec<InboxEntry>) -> Result<Vec<ConversationView>, StoreError> {

@@ -1,0 +1,173 @@
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use duet_domain::accounts::{AccountStore, CreatedUser, Handle, NewUser, Session, User};
+use duet_domain::{StoreError, UserId};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, TryInsertResult,
+};
+use tracing::instrument;
+
+use super::SqlStorage;
+use super::entities::{handles, sessions, user_feeds, users};
+use super::errors::from_db;
+
+fn to_user(row: users::Model) -> User {
+    User {
+        id: UserId(row.id),
+        handle: Handle::from_trusted(row.handle),
+        display_name: row.display_name,
+        created_at: row.created_at,
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqlStorage {
+    #[instrument(skip_all, fields(handle = new.user.handle.as_str()))]
+    async fn create_user(&self, new: NewUser) -> Result<CreatedUser, StoreError> {
+        let user = new.user;
+        // The handle's claim lives on the handle's shard: take it first, so two sign-ups
+        // racing for one handle cannot both win.
+        let claim = handles::ActiveModel {
+            handle: Set(user.handle.as_str().to_owned()),
+            user_id: Set(user.id.0),
+        };
+        let handle_shard = self.router.for_handle(&user.handle);
+        let claimed = handles::Entity::insert(claim)
+            .on_conflict_do_nothing_on([handles::Column::Handle])
+            .exec(&handle_shard.writer)
+            .await
+            .map_err(from_db)?;
+        if matches!(claimed, TryInsertResult::Conflicted) {
+            return Ok(CreatedUser::HandleTaken);
+        }
+
+        let user_shard = self.router.for_user(user.id);
+        let stored = async {
+            let txn = user_shard.writer.begin().await?;
+            users::Entity::insert(users::ActiveModel {
+                id: Set(user.id.0),
+                handle: Set(user.handle.as_str().to_owned()),
+                display_name: Set(user.display_name.clone()),
+                password_hash: Set(new.password_hash),
+                created_at: Set(user.created_at),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            user_feeds::Entity::insert(user_feeds::ActiveModel {
+                user_id: Set(user.id.0),
+                last_cursor: Set(0),
+                pruned_through: Set(0),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            txn.commit().await
+        }
+        .await;
+        if let Err(err) = stored {
+            // Give the handle back, or it would stay claimed by nobody.
+            let _ = handles::Entity::delete_by_id(user.handle.as_str().to_owned())
+                .exec(&handle_shard.writer)
+                .await;
+            return Err(from_db(err));
+        }
+        Ok(CreatedUser::Created(user))
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let shard = self.router.for_user(id);
+        Ok(users::Entity::find_by_id(id.0)
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(to_user))
+    }
+
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        let mut by_shard: BTreeMap<usize, Vec<uuid::Uuid>> = BTreeMap::new();
+        for id in ids {
+            by_shard
+                .entry(self.router.for_user(*id).index)
+                .or_default()
+                .push(id.0);
+        }
+        let mut found = Vec::with_capacity(ids.len());
+        for (index, ids) in by_shard {
+            let rows = users::Entity::find()
+                .filter(users::Column::Id.is_in(ids))
+                .all(&self.router.shard(index).reader)
+                .await
+                .map_err(from_db)?;
+            found.extend(rows.into_iter().map(to_user));
+        }
+        Ok(found)
+    }
+
+    async fn user_id_by_handle(&self, handle: &Handle) -> Result<Option<UserId>, StoreError> {
+        let shard = self.router.for_handle(handle);
+        Ok(handles::Entity::find_by_id(handle.as_str().to_owned())
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(|row| UserId(row.user_id)))
+    }
+
+    async fn credentials(&self, handle: &Handle) -> Result<Option<(User, String)>, StoreError> {
+        let Some(id) = self.user_id_by_handle(handle).await? else {
+            return Ok(None);
+        };
+        let shard = self.router.for_user(id);
+        Ok(users::Entity::find_by_id(id.0)
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(|row| {
+                let hash = row.password_hash.clone();
+                (to_user(row), hash)
+            }))
+    }
+
+    async fn create_session(&self, session: Session) -> Result<(), StoreError> {
+        let shard = self.router.for_user(session.user_id);
+        sessions::Entity::insert(sessions::ActiveModel {
+            token_hash: Set(session.token_hash),
+            user_id: Set(session.user_id.0),
+            created_at: Set(session.created_at),
+            expires_at: Set(session.expires_at),
+        })
+        .exec_without_returning(&shard.writer)
+        .await
+        .map_err(from_db)?;
+        Ok(())
+    }
+
+    async fn session(
+        &self,
+        user: UserId,
+        token_hash: &str,
+    ) -> Result<Option<Session>, StoreError> {
+        let shard = self.router.for_user(user);
+        Ok(sessions::Entity::find_by_id(token_hash.to_owned())
+            .filter(sessions::Column::UserId.eq(user.0))
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(|row| Session {
+                user_id: UserId(row.user_id),
+                token_hash: row.token_hash,
+                created_at: row.created_at,
+                expires_at: row.expires_at,
+            }))
+    }
+
+    async fn delete_session(&self, user: UserId, token_hash: &str) -> Result<(), StoreError> {
+        let shard = self.router.for_user(user);
+        sessions::Entity::delete_many()
+            .filter(sessions::Column::TokenHash.eq(token_hash))
+            .filter(sessions::Column::UserId.eq(user.0))
+            .exec(&shard.writer)
+            .await
+            .map_err(from_db)?;
+        Ok(())
+    }
+}

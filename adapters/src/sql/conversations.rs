@@ -1,0 +1,317 @@
+use async_trait::async_trait;
+use chrono::Utc;
+use duet_domain::conversations::{
+    Appended, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message, NewMessage,
+};
+use duet_domain::events::DurableEvent;
+use duet_domain::inbox::FeedEventBody;
+use duet_domain::{ConversationId, MessageId, StoreError, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use tracing::instrument;
+
+use super::SqlStorage;
+use super::entities::{conversations, messages, outbox};
+use super::errors::{from_db, from_json, is_unique_violation};
+
+pub(super) fn to_message(row: messages::Model) -> Message {
+    Message {
+        id: MessageId(row.id),
+        conversation_id: ConversationId(row.conversation_id),
+        seq: row.seq,
+        sender_id: UserId(row.sender_id),
+        client_msg_id: row.client_msg_id,
+        body: row.body,
+        created_at: row.created_at,
+    }
+}
+
+fn to_conversation(row: conversations::Model) -> Conversation {
+    Conversation {
+        id: ConversationId(row.id),
+        members: [UserId(row.user_lo), UserId(row.user_hi)],
+        last_seq: row.last_seq,
+        read_seqs: [row.lo_read_seq, row.hi_read_seq],
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// The column holding `user`'s read position in a conversation row.
+fn read_column(conversation: &Conversation, user: UserId) -> conversations::Column {
+    if conversation.members[0] == user {
+        conversations::Column::LoReadSeq
+    } else {
+        conversations::Column::HiReadSeq
+    }
+}
+
+async fn write_outbox(txn: &DatabaseTransaction, event: &DurableEvent) -> Result<(), StoreError> {
+    let payload = serde_json::to_string(event).map_err(from_json)?;
+    outbox::Entity::insert(outbox::ActiveModel {
+        event_id: Set(event.id),
+        payload: Set(payload),
+        created_at: Set(event.at),
+        ..Default::default()
+    })
+    .exec_without_returning(txn)
+    .await
+    .map_err(from_db)?;
+    Ok(())
+}
+
+async fn find_by_client_id<C: ConnectionTrait>(
+    db: &C,
+    message: &NewMessage,
+) -> Result<Option<Message>, DbErr> {
+    Ok(messages::Entity::find()
+        .filter(messages::Column::ConversationId.eq(message.conversation_id.0))
+        .filter(messages::Column::SenderId.eq(message.sender_id.0))
+        .filter(messages::Column::ClientMsgId.eq(message.client_msg_id.as_str()))
+        .one(db)
+        .await?
+        .map(to_message))
+}
+
+/// What happened inside the append transaction.
+enum AppendStep {
+    Committed(Message),
+    Replayed(Message),
+    Missing,
+    /// Another transaction stored the same client id first (PostgreSQL race).
+    LostRace,
+}
+
+impl SqlStorage {
+    async fn append_in_txn(&self, new: &NewMessage) -> Result<AppendStep, StoreError> {
+        let shard = self.router.for_conversation(new.conversation_id);
+        let txn = shard.writer.begin().await.map_err(from_db)?;
+
+        // Take the next seq first: the UPDATE locks the conversation row, so concurrent
+        // appends to one conversation queue here and each sees the ones before it committed.
+        let Some(row) = conversations::Entity::find_by_id(new.conversation_id.0)
+            .one(&txn)
+            .await
+            .map_err(from_db)?
+        else {
+            return Ok(AppendStep::Missing);
+        };
+        let conversation = to_conversation(row);
+        let read = read_column(&conversation, new.sender_id);
+        let updated = conversations::Entity::update_many()
+            .col_expr(
+                conversations::Column::LastSeq,
+                Expr::col(conversations::Column::LastSeq).add(1),
+            )
+            .col_expr(read, Expr::col(conversations::Column::LastSeq).add(1))
+            .col_expr(conversations::Column::UpdatedAt, Expr::value(new.created_at))
+            .filter(conversations::Column::Id.eq(new.conversation_id.0))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(from_db)?;
+        let Some(updated) = updated.into_iter().next() else {
+            return Ok(AppendStep::Missing);
+        };
+
+        if let Some(original) = find_by_client_id(&txn, new).await.map_err(from_db)? {
+            txn.rollback().await.map_err(from_db)?;
+            return Ok(AppendStep::Replayed(original));
+        }
+
+        let message = Message {
+            id: new.id,
+            conversation_id: new.conversation_id,
+            seq: updated.last_seq,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id.clone(),
+            body: new.body.clone(),
+            created_at: new.created_at,
+        };
+        let inserted = messages::Entity::insert(messages::ActiveModel {
+            id: Set(message.id.0),
+            conversation_id: Set(message.conversation_id.0),
+            seq: Set(message.seq),
+            sender_id: Set(message.sender_id.0),
+            client_msg_id: Set(message.client_msg_id.clone()),
+            body: Set(message.body.clone()),
+            created_at: Set(message.created_at),
+        })
+        .exec_without_returning(&txn)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if is_unique_violation(&err) => return Ok(AppendStep::LostRace),
+            Err(err) => return Err(from_db(err)),
+        }
+        let event = DurableEvent::new(
+            conversation.members,
+            FeedEventBody::MessageCreated {
+                message: message.clone(),
+            },
+            message.created_at,
+        );
+        write_outbox(&txn, &event).await?;
+        txn.commit().await.map_err(from_db)?;
+        self.outbox_signal.notify_one();
+        Ok(AppendStep::Committed(message))
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqlStorage {
+    async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError> {
+        let shard = self.router.for_conversation(conversation.id);
+        let inserted = conversations::Entity::insert(conversations::ActiveModel {
+            id: Set(conversation.id.0),
+            user_lo: Set(conversation.members[0].0),
+            user_hi: Set(conversation.members[1].0),
+            last_seq: Set(0),
+            lo_read_seq: Set(0),
+            hi_read_seq: Set(0),
+            created_at: Set(conversation.created_at),
+            updated_at: Set(conversation.updated_at),
+        })
+        .on_conflict_do_nothing_on([conversations::Column::Id])
+        .exec_without_returning(&shard.writer)
+        .await
+        .map_err(from_db)?;
+        let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+        let stored = conversations::Entity::find_by_id(conversation.id.0)
+            .one(&shard.writer)
+            .await
+            .map_err(from_db)?
+            .map(to_conversation)
+            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("conversation vanished")))?;
+        Ok((stored, created))
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        let shard = self.router.for_conversation(id);
+        Ok(conversations::Entity::find_by_id(id.0)
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(to_conversation))
+    }
+
+    #[instrument(skip_all, fields(conversation = %new.conversation_id))]
+    async fn append(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
+        match self.append_in_txn(&new).await? {
+            AppendStep::Committed(message) => Ok(Some(Appended::Created(message))),
+            AppendStep::Replayed(message) => Ok(Some(Appended::Replayed(message))),
+            AppendStep::Missing => Ok(None),
+            AppendStep::LostRace => {
+                let shard = self.router.for_conversation(new.conversation_id);
+                let original = find_by_client_id(&shard.writer, &new)
+                    .await
+                    .map_err(from_db)?
+                    .ok_or_else(|| {
+                        StoreError::Unexpected(anyhow::anyhow!(
+                            "unique violation on a client id that is not stored"
+                        ))
+                    })?;
+                Ok(Some(Appended::Replayed(original)))
+            }
+        }
+    }
+
+    #[instrument(skip(self))]
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: UserId,
+        seq: i64,
+    ) -> Result<Option<MarkedRead>, StoreError> {
+        let shard = self.router.for_conversation(id);
+        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let Some(row) = conversations::Entity::find_by_id(id.0)
+            .one(&txn)
+            .await
+            .map_err(from_db)?
+        else {
+            return Ok(None);
+        };
+        let conversation = to_conversation(row);
+        if !conversation.has_member(reader) {
+            return Ok(None);
+        }
+        if seq > conversation.last_seq {
+            return Ok(Some(MarkedRead::BeyondLast(conversation)));
+        }
+        let column = read_column(&conversation, reader);
+        // Forward only, even against a concurrent reader on another process.
+        let moved = conversations::Entity::update_many()
+            .col_expr(column, Expr::value(seq))
+            .filter(conversations::Column::Id.eq(id.0))
+            .filter(column.lt(seq))
+            .exec(&txn)
+            .await
+            .map_err(from_db)?
+            .rows_affected
+            > 0;
+        if moved {
+            let event = DurableEvent::new(
+                conversation.members,
+                FeedEventBody::ConversationRead {
+                    conversation_id: id,
+                    reader_id: reader,
+                    read_seq: seq,
+                },
+                Utc::now(),
+            );
+            write_outbox(&txn, &event).await?;
+        }
+        let current = conversations::Entity::find_by_id(id.0)
+            .one(&txn)
+            .await
+            .map_err(from_db)?
+            .map(to_conversation)
+            .unwrap_or(conversation);
+        txn.commit().await.map_err(from_db)?;
+        if moved {
+            self.outbox_signal.notify_one();
+        }
+        Ok(Some(MarkedRead::Done(current)))
+    }
+
+    async fn history(
+        &self,
+        id: ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<Message>, StoreError> {
+        let shard = self.router.for_conversation(id);
+        let mut select =
+            messages::Entity::find().filter(messages::Column::ConversationId.eq(id.0));
+        if let Some(before) = query.before_seq {
+            select = select.filter(messages::Column::Seq.lt(before));
+        }
+        select = match query.after_seq {
+            Some(after) => select
+                .filter(messages::Column::Seq.gt(after))
+                .order_by_asc(messages::Column::Seq),
+            None => select.order_by_desc(messages::Column::Seq),
+        };
+        Ok(select
+            .limit(u64::from(query.limit) + 1)
+            .all(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(to_message)
+            .collect())
+    }
+
+    async fn message(&self, id: ConversationId, seq: i64) -> Result<Option<Message>, StoreError> {
+        let shard = self.router.for_conversation(id);
+        Ok(messages::Entity::find()
+            .filter(messages::Column::ConversationId.eq(id.0))
+            .filter(messages::Column::Seq.eq(seq))
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(to_message))
+    }
+}

@@ -1,0 +1,378 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use duet_domain::conversations::Message;
+use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxEntry, InboxStore, Replay};
+use duet_domain::{ConversationId, StoreError, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use tracing::instrument;
+
+use super::SqlStorage;
+use super::entities::{feed_events, inbox_entries, user_feeds};
+use super::errors::{from_db, from_json};
+
+fn to_entry(row: inbox_entries::Model) -> Result<InboxEntry, StoreError> {
+    let last_message = row
+        .last_message
+        .as_deref()
+        .map(serde_json::from_str::<Message>)
+        .transpose()
+        .map_err(from_json)?;
+    Ok(InboxEntry {
+        user_id: UserId(row.user_id),
+        conversation_id: ConversationId(row.conversation_id),
+        peer_id: UserId(row.peer_id),
+        last_message,
+        last_seq: row.last_seq,
+        read_seq: row.read_seq,
+        peer_read_seq: row.peer_read_seq,
+        version: row.version,
+        activity: row.activity,
+        updated_at: row.updated_at,
+    })
+}
+
+fn to_event(row: feed_events::Model) -> Result<FeedEvent, StoreError> {
+    Ok(FeedEvent {
+        cursor: row.cursor,
+        body: serde_json::from_str(&row.payload).map_err(from_json)?,
+        created_at: row.created_at,
+    })
+}
+
+/// Takes the next cursor of `user`'s feed inside `txn` (the row lock orders concurrent
+/// appliers on PostgreSQL; SQLite has one writer).
+async fn next_cursor(txn: &DatabaseTransaction, user: UserId) -> Result<i64, StoreError> {
+    let updated = user_feeds::Entity::update_many()
+        .col_expr(
+            user_feeds::Column::LastCursor,
+            Expr::col(user_feeds::Column::LastCursor).add(1),
+        )
+        .filter(user_feeds::Column::UserId.eq(user.0))
+        .exec_with_returning(txn)
+        .await
+        .map_err(from_db)?;
+    match updated.into_iter().next() {
+        Some(row) => Ok(row.last_cursor),
+        None => Err(StoreError::Unexpected(anyhow::anyhow!(
+            "user {user} has no feed"
+        ))),
+    }
+}
+
+/// The entry with `event` folded in, or `None` when the event changes nothing.
+fn fold(
+    entry: inbox_entries::Model,
+    user: UserId,
+    event: &FeedEventBody,
+    cursor: i64,
+) -> Result<Option<inbox_entries::Model>, StoreError> {
+    let mut next = entry;
+    match event {
+        FeedEventBody::MessageCreated { message } => {
+            if message.seq >= next.last_seq {
+                next.last_seq = message.seq;
+                next.last_message = Some(serde_json::to_string(message).map_err(from_json)?);
+                next.activity = cursor;
+                next.updated_at = message.created_at;
+            }
+            if message.sender_id == user {
+                next.read_seq = Ord::max(next.read_seq, message.seq);
+            } else {
+                next.peer_read_seq = Ord::max(next.peer_read_seq, message.seq);
+            }
+        }
+        FeedEventBody::ConversationRead {
+            reader_id,
+            read_seq,
+            ..
+        } => {
+            let position = if *reader_id == user {
+                &mut next.read_seq
+            } else {
+                &mut next.peer_read_seq
+            };
+            if *position >= *read_seq {
+                return Ok(None);
+            }
+            *position = *read_seq;
+        }
+    }
+    next.version = cursor;
+    Ok(Some(next))
+}
+
+fn active(row: inbox_entries::Model) -> inbox_entries::ActiveModel {
+    inbox_entries::ActiveModel {
+        user_id: Set(row.user_id),
+        conversation_id: Set(row.conversation_id),
+        peer_id: Set(row.peer_id),
+        last_seq: Set(row.last_seq),
+        read_seq: Set(row.read_seq),
+        peer_read_seq: Set(row.peer_read_seq),
+        last_message: Set(row.last_message),
+        version: Set(row.version),
+        activity: Set(row.activity),
+        updated_at: Set(row.updated_at),
+    }
+}
+
+fn empty_entry(
+    user: UserId,
+    conversation: ConversationId,
+    peer: UserId,
+    at: DateTime<Utc>,
+) -> inbox_entries::Model {
+    inbox_entries::Model {
+        user_id: user.0,
+        conversation_id: conversation.0,
+        peer_id: peer.0,
+        last_seq: 0,
+        read_seq: 0,
+        peer_read_seq: 0,
+        last_message: None,
+        version: 0,
+        activity: 0,
+        updated_at: at,
+    }
+}
+
+impl SqlStorage {
+    async fn apply_in_txn(
+        &self,
+        txn: &DatabaseTransaction,
+        user: UserId,
+        peer: UserId,
+        event: &FeedEventBody,
+        at: DateTime<Utc>,
+    ) -> Result<Option<FeedEvent>, StoreError> {
+        let conversation = event.conversation_id();
+        let seen = feed_events::Entity::find()
+            .filter(feed_events::Column::UserId.eq(user.0))
+            .filter(feed_events::Column::ConversationId.eq(conversation.0))
+            .filter(feed_events::Column::Kind.eq(event.kind()))
+            .filter(feed_events::Column::Seq.eq(event.seq()))
+            .one(txn)
+            .await
+            .map_err(from_db)?;
+        if seen.is_some() {
+            return Ok(None);
+        }
+        let existing = inbox_entries::Entity::find_by_id((user.0, conversation.0))
+            .one(txn)
+            .await
+            .map_err(from_db)?;
+        let is_new = existing.is_none();
+        let entry = existing.unwrap_or_else(|| empty_entry(user, conversation, peer, at));
+        let cursor = next_cursor(txn, user).await?;
+        let Some(entry) = fold(entry, user, event, cursor)? else {
+            return Ok(None);
+        };
+        if is_new {
+            inbox_entries::Entity::insert(active(entry))
+                .exec_without_returning(txn)
+                .await
+                .map_err(from_db)?;
+        } else {
+            inbox_entries::Entity::update(active(entry))
+                .exec(txn)
+                .await
+                .map_err(from_db)?;
+        }
+        let applied = FeedEvent {
+            cursor,
+            body: event.clone(),
+            created_at: at,
+        };
+        feed_events::Entity::insert(feed_events::ActiveModel {
+            user_id: Set(user.0),
+            cursor: Set(cursor),
+            conversation_id: Set(conversation.0),
+            kind: Set(event.kind().to_owned()),
+            seq: Set(event.seq()),
+            payload: Set(serde_json::to_string(event).map_err(from_json)?),
+            created_at: Set(at),
+        })
+        .exec_without_returning(txn)
+        .await
+        .map_err(from_db)?;
+        Ok(Some(applied))
+    }
+}
+
+#[async_trait]
+impl InboxStore for SqlStorage {
+    async fn open_entry(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        peer: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let shard = self.router.for_user(user);
+        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let existing = inbox_entries::Entity::find_by_id((user.0, conversation.0))
+            .one(&txn)
+            .await
+            .map_err(from_db)?;
+        if existing.is_some() {
+            return Ok(());
+        }
+        let cursor = next_cursor(&txn, user).await?;
+        let mut entry = empty_entry(user, conversation, peer, at);
+        entry.version = cursor;
+        entry.activity = cursor;
+        let inserted = inbox_entries::Entity::insert(active(entry))
+            .on_conflict_do_nothing_on([
+                inbox_entries::Column::UserId,
+                inbox_entries::Column::ConversationId,
+            ])
+            .exec_without_returning(&txn)
+            .await
+            .map_err(from_db)?;
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            txn.commit().await.map_err(from_db)?;
+        }
+        Ok(())
+    }
+
+    #[instrument(skip(self, event, at), fields(kind = event.kind(), seq = event.seq()))]
+    async fn apply(
+        &self,
+        user: UserId,
+        peer: UserId,
+        event: &FeedEventBody,
+        at: DateTime<Utc>,
+    ) -> Result<Option<FeedEvent>, StoreError> {
+        let shard = self.router.for_user(user);
+        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let applied = self.apply_in_txn(&txn, user, peer, event, at).await?;
+        if applied.is_some() {
+            txn.commit().await.map_err(from_db)?;
+        }
+        Ok(applied)
+    }
+
+    async fn entry(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<Option<InboxEntry>, StoreError> {
+        let shard = self.router.for_user(user);
+        inbox_entries::Entity::find_by_id((user.0, conversation.0))
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map(to_entry)
+            .transpose()
+    }
+
+    async fn list(
+        &self,
+        user: UserId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let shard = self.router.for_user(user);
+        let mut select =
+            inbox_entries::Entity::find().filter(inbox_entries::Column::UserId.eq(user.0));
+        if let Some(before) = before {
+            select = select.filter(inbox_entries::Column::Activity.lt(before));
+        }
+        select
+            .order_by_desc(inbox_entries::Column::Activity)
+            .limit(u64::from(limit))
+            .all(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(to_entry)
+            .collect()
+    }
+
+    async fn changed_since(
+        &self,
+        user: UserId,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let shard = self.router.for_user(user);
+        inbox_entries::Entity::find()
+            .filter(inbox_entries::Column::UserId.eq(user.0))
+            .filter(inbox_entries::Column::Version.gt(since))
+            .order_by_asc(inbox_entries::Column::Version)
+            .limit(u64::from(limit))
+            .all(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(to_entry)
+            .collect()
+    }
+
+    async fn replay(&self, user: UserId, since: i64, limit: u32) -> Result<Replay, StoreError> {
+        let shard = self.router.for_user(user);
+        let feed = user_feeds::Entity::find_by_id(user.0)
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?;
+        let (latest, pruned_through) = feed.map_or((0, 0), |f| (f.last_cursor, f.pruned_through));
+        if since > latest || since < pruned_through {
+            return Ok(Replay::ResyncRequired { latest });
+        }
+        let events = feed_events::Entity::find()
+            .filter(feed_events::Column::UserId.eq(user.0))
+            .filter(feed_events::Column::Cursor.gt(since))
+            .order_by_asc(feed_events::Column::Cursor)
+            .limit(u64::from(limit))
+            .all(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(to_event)
+            .collect::<Result<_, _>>()?;
+        Ok(Replay::Events(events))
+    }
+
+    async fn latest_cursor(&self, user: UserId) -> Result<i64, StoreError> {
+        let shard = self.router.for_user(user);
+        Ok(user_feeds::Entity::find_by_id(user.0)
+            .one(&shard.reader)
+            .await
+            .map_err(from_db)?
+            .map_or(0, |f| f.last_cursor))
+    }
+
+    async fn prune_feeds(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut pruned = 0;
+        for shard in self.router.shards() {
+            let backend = shard.writer.get_database_backend();
+            let p = match backend {
+                sea_orm::DbBackend::Postgres => "$1",
+                _ => "?",
+            };
+            let txn = shard.writer.begin().await.map_err(from_db)?;
+            // Remember, per user, the newest cursor that is gone: a client resuming from
+            // before it must resync instead of silently missing events.
+            let mark = format!(
+                "UPDATE user_feeds SET pruned_through = (SELECT MAX(f.\"cursor\") FROM feed_events f \
+                 WHERE f.user_id = user_feeds.user_id AND f.created_at < {p}) \
+                 WHERE user_id IN (SELECT user_id FROM feed_events WHERE created_at < {p})"
+            );
+            txn.execute_raw(Statement::from_sql_and_values(backend, mark, [before.into()]))
+                .await
+                .map_err(from_db)?;
+            let deleted = feed_events::Entity::delete_many()
+                .filter(feed_events::Column::CreatedAt.lt(before))
+                .exec(&txn)
+                .await
+                .map_err(from_db)?;
+            txn.commit().await.map_err(from_db)?;
+            pruned += deleted.rows_affected;
+        }
+        Ok(pruned)
+    }
+}

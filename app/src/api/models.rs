@@ -1,0 +1,100 @@
+//! The JSON shapes of `docs/API.md`, converted from domain types. Field names here are the
+//! public contract.
+
+use duet_domain::accounts::User;
+use duet_domain::conversations::Message;
+use duet_domain::inbox::ConversationView;
+use poem_openapi::Object;
+use uuid::Uuid;
+
+use super::timestamp::Timestamp;
+
+/// A registered user as anyone may see them.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "User")]
+pub struct UserBody {
+    pub id: Uuid,
+    /// 3–32 characters of `[a-z0-9_.]`, unique, lower-case.
+    pub handle: String,
+    pub display_name: String,
+    pub created_at: Timestamp,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            handle: user.handle.as_str().to_owned(),
+            display_name: user.display_name,
+            created_at: user.created_at.into(),
+        }
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Message")]
+pub struct MessageBody {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// 1, 2, 3… within the conversation, without gaps.
+    pub seq: i64,
+    pub sender_id: Uuid,
+    /// The sender's own id for the message; a retry with it returns this message.
+    pub client_msg_id: String,
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+impl From<Message> for MessageBody {
+    fn from(message: Message) -> Self {
+        Self {
+            id: message.id.as_uuid(),
+            conversation_id: message.conversation_id.as_uuid(),
+            seq: message.seq,
+            sender_id: message.sender_id.as_uuid(),
+            client_msg_id: message.client_msg_id,
+            body: message.body,
+            created_at: message.created_at.into(),
+        }
+    }
+}
+
+/// A conversation as the caller sees it.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Conversation")]
+pub struct ConversationBody {
+    pub id: Uuid,
+    /// The other member.
+    pub peer: UserBody,
+    /// The newest message, `null` before the first.
+    pub last_message: Option<MessageBody>,
+    /// The seq of the newest message; 0 before the first.
+    pub last_seq: i64,
+    /// The caller's read position.
+    pub read_seq: i64,
+    /// The peer's read position.
+    pub peer_read_seq: i64,
+    /// Messages after the caller's read position.
+    pub unread_count: i64,
+    pub updated_at: Timestamp,
+    /// The caller's feed cursor at this conversation's last change.
+    pub version: i64,
+}
+
+impl From<ConversationView> for ConversationBody {
+    fn from(view: ConversationView) -> Self {
+        let unread_count = view.unread_count();
+        Self {
+            id: view.id.as_uuid(),
+            peer: view.peer.into(),
+            last_message: view.last_message.map(Into::into),
+            last_seq: view.last_seq,
+            read_seq: view.read_seq,
+            peer_read_seq: view.peer_read_seq,
+            unread_count,
+            updated_at: view.updated_at.into(),
+            version: view.version,
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Layered settings: built-in defaults (`config/default.toml`, compiled in) → a profile file
+//! (`--config PATH`, or `DUET_PROFILE=NAME` for `config/NAME.toml`) → environment variables
+//! `DUET__SECTION__KEY` (e.g. `DUET__SERVER__PORT=9000`). Unknown keys and unknown kinds fail
+//! at start-up with a message naming them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../../config/default.toml");
+
+/// Everything Duet can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub delivery: DeliverySettings,
+    pub auth: AuthSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind; 0 picks a free one.
+    pub port: u16,
+    /// Largest request body accepted; larger ones get 413 before they are read.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame a client may send.
+    pub ws_max_message_bytes: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// How long in-flight requests get to finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Which database backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// One embedded SQLite file (the `small` profile).
+    Sqlite,
+    /// One PostgreSQL primary.
+    Postgres,
+}
+
+/// Storage: the backend kind plus one sub-section per backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `sqlite` or `postgres`.
+    pub kind: StorageKind,
+    /// Fixed number of logical shards keys hash to; never change it on existing data.
+    pub logical_shards: u32,
+    /// Apply pending migrations when the server starts.
+    pub migrate_on_start: bool,
+    /// Used when `kind = "sqlite"`.
+    pub sqlite: SqliteSettings,
+    /// Used when `kind = "postgres"`.
+    pub postgres: PostgresSettings,
+}
+
+/// SQLite durability for acknowledged writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// fsync on every commit: an acknowledged message survives power loss.
+    Full,
+    /// fsync at checkpoints: survives a process crash, may lose the last commits on power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSettings {
+    /// Database file; created (with its folder) if missing.
+    pub path: PathBuf,
+    /// `full` (default) or `normal`.
+    pub synchronous: SqliteSynchronous,
+    /// Size of the read pool; writes use one dedicated connection.
+    pub read_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// `postgres://user@host:port/db`; required when `kind = "postgres"`.
+    pub url: Option<Secret>,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// How durable events travel from the outbox to inboxes and devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    /// In-process queue and bus: one process only.
+    Memory,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// `memory`.
+    pub kind: DeliveryKind,
+    /// Outbox entries moved per relay step.
+    pub relay_batch: u32,
+    /// How often the relay looks for entries written by other processes.
+    pub relay_poll_ms: u64,
+    /// Feed events older than this are pruned; clients behind that far get a resync answer.
+    pub feed_retention_days: u32,
+    /// How often pruning runs.
+    pub prune_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of a session token.
+    pub session_ttl_hours: u32,
+    /// Login and registration attempts allowed per client address per minute.
+    pub attempts_per_minute: u32,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter, e.g. `info,duet=debug`; `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+/// A string that never prints.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where the profile layer comes from.
+#[derive(Debug, Clone, Default)]
+pub enum Profile {
+    /// Only defaults and environment.
+    #[default]
+    None,
+    /// `config/NAME.toml` under the working directory (or `DUET_CONFIG_DIR`).
+    Named(String),
+    /// An explicit file.
+    File(PathBuf),
+}
+
+impl Profile {
+    /// `--config` if given, else `DUET_PROFILE`, else none.
+    pub fn from_cli_or_env(config: Option<PathBuf>) -> Self {
+        match (config, std::env::var("DUET_PROFILE")) {
+            (Some(path), _) => Self::File(path),
+            (None, Ok(name)) if !name.is_empty() => Self::Named(name),
+            _ => Self::None,
+        }
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::None => None,
+            Self::File(path) => Some(path.clone()),
+            Self::Named(name) => {
+                let dir = std::env::var("DUET_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+                Some(Path::new(&dir).join(format!("{name}.toml")))
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, the profile, the environment, then `overrides` (`("server.port", "0")`),
+    /// and checks what serde cannot.
+    ///
+    /// # Errors
+    /// A missing profile file, an unknown key or kind, a value of the wrong type, or a missing
+    /// field the chosen backend requires; the message names it.
+    pub fn load(profile: &Profile, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = profile.path() {
+            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            builder = builder.add_source(File::from(path));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("DUET")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, *value)?;
+        }
+        let settings: Self = builder
+            .build()?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.storage.kind == StorageKind::Postgres {
+            anyhow::ensure!(
+                self.storage.postgres.url.is_some(),
+                "storage.postgres.url is required when storage.kind = \"postgres\""
+            );
+        }
+        anyhow::ensure!(
+            self.storage.logical_shards > 0,
+            "storage.logical_shards must be at least 1"
+        );
+        anyhow::ensure!(
+            self.auth.attempts_per_minute > 0,
+            "auth.attempts_per_minute must be at least 1"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_select_sqlite() {
+        let settings = Settings::load(&Profile::None, &[]).unwrap();
+        assert_eq!(settings.storage.kind, StorageKind::Sqlite);
+        assert_eq!(settings.storage.sqlite.synchronous, SqliteSynchronous::Full);
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused_naming_the_value() {
+        let err = Settings::load(&Profile::None, &[("storage.kind", "oracle")]).unwrap_err();
+        assert!(format!("{err:#}").contains("oracle"), "{err:#}");
+    }
+
+    #[test]
+    fn postgres_without_a_url_is_refused_naming_the_field() {
+        let err = Settings::load(&Profile::None, &[("storage.kind", "postgres")]).unwrap_err();
+        assert!(format!("{err:#}").contains("storage.postgres.url"), "{err:#}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_naming_it() {
+        let err = Settings::load(&Profile::None, &[("server.colour", "blue")]).unwrap_err();
+        assert!(format!("{err:#}").contains("colour"), "{err:#}");
+    }
+}

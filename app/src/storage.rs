@@ -1,0 +1,59 @@
+//! The storage section of the settings becomes the SQL adapter.
+
+use duet_adapters::sql::{SqlBackend, SqlOptions, SqlStorage};
+
+use crate::config::{SqliteSynchronous, StorageKind, StorageSettings};
+
+/// The adapter options the settings describe.
+///
+/// # Errors
+/// When `kind = "postgres"` has no URL (settings validation already refuses that).
+pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
+    let backend = match settings.kind {
+        StorageKind::Sqlite => SqlBackend::Sqlite {
+            path: settings.sqlite.path.clone(),
+            synchronous_full: settings.sqlite.synchronous == SqliteSynchronous::Full,
+            read_connections: settings.sqlite.read_connections,
+        },
+        StorageKind::Postgres => SqlBackend::Postgres {
+            url: settings
+                .postgres
+                .url
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("storage.postgres.url is required"))?
+                .expose()
+                .to_owned(),
+            max_connections: settings.postgres.max_connections,
+        },
+    };
+    Ok(SqlOptions {
+        backend,
+        logical_shards: settings.logical_shards,
+    })
+}
+
+/// Connects to the configured database, applying migrations when `migrate` is true.
+///
+/// # Errors
+/// When the database cannot be reached or a migration fails; the pools are closed then.
+pub async fn connect(settings: &StorageSettings, migrate: bool) -> anyhow::Result<SqlStorage> {
+    let storage = SqlStorage::connect(sql_options(settings)?).await?;
+    if migrate {
+        if let Err(err) = storage.migrate().await {
+            storage.close().await;
+            return Err(err.context("applying migrations"));
+        }
+    }
+    Ok(storage)
+}
+
+/// `duet migrate`: applies pending migrations, then closes the pools.
+///
+/// # Errors
+/// As for [`connect`].
+pub async fn migrate(settings: &StorageSettings) -> anyhow::Result<()> {
+    let storage = connect(settings, true).await?;
+    storage.close().await;
+    tracing::info!("migrations applied");
+    Ok(())
+}
