@@ -1,8 +1,8 @@
 //! argon2id password hashes and SHA-256-hashed bearer tokens.
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::Argon2;
 use async_trait::async_trait;
 use duet_domain::accounts::{Credentials, SessionToken};
 use duet_domain::{StoreError, UserId};

@@ -59,11 +59,11 @@ impl MemoryLiveBus {
 impl LiveBus for MemoryLiveBus {
     async fn publish(&self, user: UserId, event: LiveEvent) {
         let mut channels = self.channels();
-        if let Some(sender) = channels.get(&user) {
-            if sender.send(event).is_err() {
-                // Every receiver is gone: forget the channel so the map does not grow.
-                channels.remove(&user);
-            }
+        if let Some(sender) = channels.get(&user)
+            && sender.send(event).is_err()
+        {
+            // Every receiver is gone: forget the channel so the map does not grow.
+            channels.remove(&user);
         }
     }
 

@@ -208,10 +208,13 @@ impl Settings {
     /// A missing profile file, an unknown key or kind, a value of the wrong type, or a missing
     /// field the chosen backend requires; the message names it.
     pub fn load(profile: &Profile, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut builder =
-            Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = profile.path() {
-            anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
             builder = builder.add_source(File::from(path));
         }
         builder = builder.add_source(
@@ -256,26 +259,32 @@ mod tests {
 
     #[test]
     fn defaults_load_and_select_sqlite() {
-        let settings = Settings::load(&Profile::None, &[]).unwrap();
+        let settings = Settings::load(&Profile::None, &[]).expect("defaults load");
         assert_eq!(settings.storage.kind, StorageKind::Sqlite);
         assert_eq!(settings.storage.sqlite.synchronous, SqliteSynchronous::Full);
     }
 
     #[test]
     fn an_unknown_kind_is_refused_naming_the_value() {
-        let err = Settings::load(&Profile::None, &[("storage.kind", "oracle")]).unwrap_err();
+        let err =
+            Settings::load(&Profile::None, &[("storage.kind", "oracle")]).expect_err("refused");
         assert!(format!("{err:#}").contains("oracle"), "{err:#}");
     }
 
     #[test]
     fn postgres_without_a_url_is_refused_naming_the_field() {
-        let err = Settings::load(&Profile::None, &[("storage.kind", "postgres")]).unwrap_err();
-        assert!(format!("{err:#}").contains("storage.postgres.url"), "{err:#}");
+        let err =
+            Settings::load(&Profile::None, &[("storage.kind", "postgres")]).expect_err("refused");
+        assert!(
+            format!("{err:#}").contains("storage.postgres.url"),
+            "{err:#}"
+        );
     }
 
     #[test]
     fn an_unknown_key_is_refused_naming_it() {
-        let err = Settings::load(&Profile::None, &[("server.colour", "blue")]).unwrap_err();
+        let err =
+            Settings::load(&Profile::None, &[("server.colour", "blue")]).expect_err("refused");
         assert!(format!("{err:#}").contains("colour"), "{err:#}");
     }
 }

@@ -9,7 +9,7 @@ use duet::{Application, Profile, Settings, storage, telemetry};
 
 /// Duet, a one-to-one messaging server.
 #[derive(Debug, Parser)]
-#[command(name = "duet", version, about)]
+#[command(name = "duet", version)]
 struct Cli {
     /// A settings file layered over the built-in defaults (else `DUET_PROFILE=NAME` picks
     /// `config/NAME.toml`). Environment variables `DUET__SECTION__KEY` win over both.

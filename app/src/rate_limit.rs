@@ -63,7 +63,7 @@ pub fn client_ip(remote: &RemoteAddr, headers: &HeaderMap, trust_forwarded_for: 
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back();
         if let Some(ip) = forwarded {
             return ip;
         }

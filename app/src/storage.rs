@@ -38,11 +38,9 @@ pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
 /// When the database cannot be reached or a migration fails; the pools are closed then.
 pub async fn connect(settings: &StorageSettings, migrate: bool) -> anyhow::Result<SqlStorage> {
     let storage = SqlStorage::connect(sql_options(settings)?).await?;
-    if migrate {
-        if let Err(err) = storage.migrate().await {
-            storage.close().await;
-            return Err(err.context("applying migrations"));
-        }
+    if migrate && let Err(err) = storage.migrate().await {
+        storage.close().await;
+        return Err(err.context("applying migrations"));
     }
     Ok(storage)
 }

@@ -141,11 +141,7 @@ impl AccountStore for SqlStorage {
         Ok(())
     }
 
-    async fn session(
-        &self,
-        user: UserId,
-        token_hash: &str,
-    ) -> Result<Option<Session>, StoreError> {
+    async fn session(&self, user: UserId, token_hash: &str) -> Result<Option<Session>, StoreError> {
         let shard = self.router.for_user(user);
         Ok(sessions::Entity::find_by_id(token_hash.to_owned())
             .filter(sessions::Column::UserId.eq(user.0))

@@ -107,7 +107,10 @@ impl SqlStorage {
                 Expr::col(conversations::Column::LastSeq).add(1),
             )
             .col_expr(read, Expr::col(conversations::Column::LastSeq).add(1))
-            .col_expr(conversations::Column::UpdatedAt, Expr::value(new.created_at))
+            .col_expr(
+                conversations::Column::UpdatedAt,
+                Expr::value(new.created_at),
+            )
             .filter(conversations::Column::Id.eq(new.conversation_id.0))
             .exec_with_returning(&txn)
             .await
@@ -283,8 +286,7 @@ impl ConversationStore for SqlStorage {
         query: HistoryQuery,
     ) -> Result<Vec<Message>, StoreError> {
         let shard = self.router.for_conversation(id);
-        let mut select =
-            messages::Entity::find().filter(messages::Column::ConversationId.eq(id.0));
+        let mut select = messages::Entity::find().filter(messages::Column::ConversationId.eq(id.0));
         if let Some(before) = query.before_seq {
             select = select.filter(messages::Column::Seq.lt(before));
         }

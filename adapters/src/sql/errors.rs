@@ -21,7 +21,13 @@ fn is_unavailable(err: &sea_orm::sqlx::Error) -> bool {
     match err {
         Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => true,
         // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout: the file is overloaded.
-        Error::Database(db) => matches!(db.code().as_deref(), Some("5" | "6" | "517")),
+        // PostgreSQL: connection exceptions (08…), shutdown (57P0x), too many connections.
+        Error::Database(db) => {
+            matches!(
+                db.code().as_deref(),
+                Some("5" | "6" | "517" | "53300" | "57P01" | "57P02" | "57P03")
+            ) || db.code().is_some_and(|c| c.starts_with("08"))
+        }
         _ => false,
     }
 }

@@ -5,8 +5,8 @@ use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxEntry, InboxStore, Repla
 use duet_domain::{ConversationId, StoreError, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 use tracing::instrument;
 
@@ -150,6 +150,9 @@ impl SqlStorage {
         at: DateTime<Utc>,
     ) -> Result<Option<FeedEvent>, StoreError> {
         let conversation = event.conversation_id();
+        // Take the cursor first: on PostgreSQL its row lock serialises every writer of this
+        // user's feed, so the reads below cannot be overtaken by a concurrent apply.
+        let cursor = next_cursor(txn, user).await?;
         let seen = feed_events::Entity::find()
             .filter(feed_events::Column::UserId.eq(user.0))
             .filter(feed_events::Column::ConversationId.eq(conversation.0))
@@ -167,7 +170,6 @@ impl SqlStorage {
             .map_err(from_db)?;
         let is_new = existing.is_none();
         let entry = existing.unwrap_or_else(|| empty_entry(user, conversation, peer, at));
-        let cursor = next_cursor(txn, user).await?;
         let Some(entry) = fold(entry, user, event, cursor)? else {
             return Ok(None);
         };
@@ -213,14 +215,14 @@ impl InboxStore for SqlStorage {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let shard = self.router.for_user(user);
-        let txn = shard.writer.begin().await.map_err(from_db)?;
         let existing = inbox_entries::Entity::find_by_id((user.0, conversation.0))
-            .one(&txn)
+            .one(&shard.writer)
             .await
             .map_err(from_db)?;
         if existing.is_some() {
             return Ok(());
         }
+        let txn = shard.writer.begin().await.map_err(from_db)?;
         let cursor = next_cursor(&txn, user).await?;
         let mut entry = empty_entry(user, conversation, peer, at);
         entry.version = cursor;
@@ -352,7 +354,7 @@ impl InboxStore for SqlStorage {
             let backend = shard.writer.get_database_backend();
             let p = match backend {
                 sea_orm::DbBackend::Postgres => "$1",
-                _ => "?",
+                _ => "?1",
             };
             let txn = shard.writer.begin().await.map_err(from_db)?;
             // Remember, per user, the newest cursor that is gone: a client resuming from
@@ -362,9 +364,13 @@ impl InboxStore for SqlStorage {
                  WHERE f.user_id = user_feeds.user_id AND f.created_at < {p}) \
                  WHERE user_id IN (SELECT user_id FROM feed_events WHERE created_at < {p})"
             );
-            txn.execute_raw(Statement::from_sql_and_values(backend, mark, [before.into()]))
-                .await
-                .map_err(from_db)?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                mark,
+                [before.into()],
+            ))
+            .await
+            .map_err(from_db)?;
             let deleted = feed_events::Entity::delete_many()
                 .filter(feed_events::Column::CreatedAt.lt(before))
                 .exec(&txn)

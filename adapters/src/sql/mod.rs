@@ -64,7 +64,8 @@ impl SqlStorage {
     /// When a migration fails; the message names it.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         for shard in self.router.shards() {
-            <duet_migrations::Migrator as duet_migrations::MigratorTrait>::up(&shard.writer, None).await?;
+            <duet_migrations::Migrator as duet_migrations::MigratorTrait>::up(&shard.writer, None)
+                .await?;
         }
         Ok(())
     }

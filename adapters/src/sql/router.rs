@@ -102,8 +102,7 @@ async fn connect_sqlite(
     read_connections: u32,
 ) -> anyhow::Result<Shard> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let open = |connections: u32| {

@@ -166,10 +166,9 @@ impl From<AccountError> for ApiError {
                 "validation_failed",
                 invalid.to_string(),
             ))),
-            AccountError::HandleTaken => Self::Conflict(Json(ErrorBody::new(
-                "handle_taken",
-                "this handle is taken",
-            ))),
+            AccountError::HandleTaken => {
+                Self::Conflict(Json(ErrorBody::new("handle_taken", "this handle is taken")))
+            }
             AccountError::WrongCredentials => Self::Unauthorized(Json(ErrorBody::new(
                 "invalid_credentials",
                 "wrong handle or password",

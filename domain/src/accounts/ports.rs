@@ -37,8 +37,7 @@ pub trait AccountStore: Send + Sync {
     async fn create_session(&self, session: Session) -> Result<(), StoreError>;
 
     /// The session with this token hash, if it belongs to `user` (expired ones included).
-    async fn session(&self, user: UserId, token_hash: &str)
-    -> Result<Option<Session>, StoreError>;
+    async fn session(&self, user: UserId, token_hash: &str) -> Result<Option<Session>, StoreError>;
 
     /// Deletes a session; deleting one that is gone is not an error.
     async fn delete_session(&self, user: UserId, token_hash: &str) -> Result<(), StoreError>;

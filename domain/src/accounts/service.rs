@@ -142,9 +142,7 @@ impl AccountService {
         let session = self.store.session(user_id, &hash).await?;
         Ok(session
             .filter(|s| s.expires_at > Utc::now())
-            .map(|s| Caller {
-                user_id: s.user_id,
-            }))
+            .map(|s| Caller { user_id: s.user_id }))
     }
 
     /// Revokes the session behind this token.

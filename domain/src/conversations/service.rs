@@ -4,8 +4,8 @@ use chrono::Utc;
 use tracing::instrument;
 
 use super::{
-    Appended, ClientMsgId, Conversation, ConversationStore, HistoryPage, HistoryQuery,
-    MarkedRead, MessageBody, NewMessage,
+    Appended, ClientMsgId, Conversation, ConversationStore, HistoryPage, HistoryQuery, MarkedRead,
+    MessageBody, NewMessage,
 };
 use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
 use crate::events::{Ephemeral, LiveBus, LiveEvent};
@@ -188,7 +188,11 @@ impl ConversationService {
     ///
     /// # Errors
     /// `NotFound` as for [`Self::get`].
-    pub async fn typing(&self, caller: Caller, id: ConversationId) -> Result<(), ConversationError> {
+    pub async fn typing(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+    ) -> Result<(), ConversationError> {
         let conversation = self.membership(caller, id).await?;
         let event = Ephemeral::Typing {
             conversation_id: id,
@@ -223,11 +227,10 @@ impl ConversationService {
     ) -> Result<ConversationView, ConversationError> {
         let me = caller.user_id;
         let peer_id = conversation.peer_of(me);
-        let peer = self
-            .accounts
-            .user(peer_id)
-            .await?
-            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("peer {peer_id} is missing")))?;
+        let peer =
+            self.accounts.user(peer_id).await?.ok_or_else(|| {
+                StoreError::Unexpected(anyhow::anyhow!("peer {peer_id} is missing"))
+            })?;
         let last_message = match conversation.last_seq {
             0 => None,
             seq => self.conversations.message(conversation.id, seq).await?,

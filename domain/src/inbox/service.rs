@@ -2,9 +2,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{ConversationView, InboxEntry, InboxPage, InboxStore, Replay, SyncPage};
+use crate::StoreError;
 use crate::accounts::{AccountStore, Caller, InvalidInput};
 use crate::conversations::check_page_size;
-use crate::StoreError;
 
 /// Reading a user's inbox: the conversation list, sync and event replay.
 pub struct InboxService {

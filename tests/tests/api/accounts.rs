@@ -3,14 +3,18 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, assert_keys, assert_user_shape, assert_utc_timestamp, spawn_app, spawn_app_with};
+use crate::helpers::{
+    PASSWORD, assert_keys, assert_user_shape, assert_utc_timestamp, spawn_app, spawn_app_with,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registering_answers_201_with_the_user_and_a_case_folded_handle() {
     let app = spawn_app().await;
 
     let reply = app
-        .try_register(&json!({"handle": "Alice.B_1", "password": PASSWORD, "display_name": "Alice B."}))
+        .try_register(
+            &json!({"handle": "Alice.B_1", "password": PASSWORD, "display_name": "Alice B."}),
+        )
         .await;
 
     let user = reply.expect(StatusCode::CREATED);
@@ -35,13 +39,17 @@ async fn the_shortest_and_longest_valid_values_are_accepted() {
     let long_name = "n".repeat(64);
     let long_password = "p".repeat(128);
 
-    let (short, long) = tokio::join!(
-        app.try_register(&json!({"handle": "abc", "password": "12345678", "display_name": "x"})),
-        app.try_register(&json!({"handle": long_handle, "password": long_password, "display_name": long_name})),
-    );
+    let shortest = json!({"handle": "abc", "password": "12345678", "display_name": "x"});
+    let longest =
+        json!({"handle": long_handle, "password": long_password, "display_name": long_name});
+
+    let (short, long) = tokio::join!(app.try_register(&shortest), app.try_register(&longest));
 
     assert_eq!(short.expect(StatusCode::CREATED)["handle"], "abc");
-    assert_eq!(long.expect(StatusCode::CREATED)["display_name"], json!(long_name));
+    assert_eq!(
+        long.expect(StatusCode::CREATED)["display_name"],
+        json!(long_name)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -62,24 +70,48 @@ async fn invalid_handles_passwords_and_display_names_answer_422_naming_the_field
     let app = spawn_app().await;
     let cases = [
         (json!({"handle": "ab", "password": PASSWORD}), "handle"),
-        (json!({"handle": "a".repeat(33), "password": PASSWORD}), "handle"),
+        (
+            json!({"handle": "a".repeat(33), "password": PASSWORD}),
+            "handle",
+        ),
         (json!({"handle": "al ice", "password": PASSWORD}), "handle"),
         (json!({"handle": "alicé", "password": PASSWORD}), "handle"),
         (json!({"handle": "alice!", "password": PASSWORD}), "handle"),
         (json!({"handle": "", "password": PASSWORD}), "handle"),
-        (json!({"handle": "alice", "password": "1234567"}), "password"),
+        (
+            json!({"handle": "alice", "password": "1234567"}),
+            "password",
+        ),
         // Seven characters in fourteen bytes: passwords are counted in characters.
-        (json!({"handle": "alice", "password": "ééééééé"}), "password"),
-        (json!({"handle": "alice", "password": "p".repeat(129)}), "password"),
-        (json!({"handle": "alice", "password": PASSWORD, "display_name": ""}), "display_name"),
-        (json!({"handle": "alice", "password": PASSWORD, "display_name": "   "}), "display_name"),
-        (json!({"handle": "alice", "password": PASSWORD, "display_name": "n".repeat(65)}), "display_name"),
+        (
+            json!({"handle": "alice", "password": "ééééééé"}),
+            "password",
+        ),
+        (
+            json!({"handle": "alice", "password": "p".repeat(129)}),
+            "password",
+        ),
+        (
+            json!({"handle": "alice", "password": PASSWORD, "display_name": ""}),
+            "display_name",
+        ),
+        (
+            json!({"handle": "alice", "password": PASSWORD, "display_name": "   "}),
+            "display_name",
+        ),
+        (
+            json!({"handle": "alice", "password": PASSWORD, "display_name": "n".repeat(65)}),
+            "display_name",
+        ),
     ];
 
     for (body, field) in cases {
         let reply = app.try_register(&body).await;
         let message = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-        assert!(message.contains(field), "{body} → message {message:?} does not name {field}");
+        assert!(
+            message.contains(field),
+            "{body} → message {message:?} does not name {field}"
+        );
     }
 }
 
@@ -88,14 +120,23 @@ async fn logging_in_answers_201_with_a_token_the_user_and_an_expiry() {
     let app = spawn_app().await;
     let registered = app.register("alice").await;
 
-    let session = app.login("alice", PASSWORD).await.expect(StatusCode::CREATED);
+    let session = app
+        .login("alice", PASSWORD)
+        .await
+        .expect(StatusCode::CREATED);
 
     assert_keys(&session, &["token", "user", "expires_at"]);
     assert_eq!(session["user"], registered);
     assert_utc_timestamp(&session["expires_at"]);
-    let expires_at = chrono::DateTime::parse_from_rfc3339(session["expires_at"].as_str().expect("a string"))
-        .expect("RFC 3339");
-    assert!(expires_at > chrono::Utc::now(), "the session is already expired: {expires_at}");
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(session["expires_at"].as_str().expect("a string"))
+            .expect("RFC 3339");
+    // The default session lifetime is 720 hours.
+    let lifetime = expires_at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        lifetime > chrono::Duration::hours(719) && lifetime <= chrono::Duration::hours(720),
+        "expires_at {expires_at} is not 720 h from now"
+    );
     let token = session["token"].as_str().expect("a token");
     assert!(!token.is_empty());
     let me = app.get("/v1/me", Some(token)).await.expect(StatusCode::OK);
@@ -107,7 +148,10 @@ async fn logging_in_accepts_the_handle_in_any_case() {
     let app = spawn_app().await;
     let registered = app.register("alice").await;
 
-    let session = app.login("ALICE", PASSWORD).await.expect(StatusCode::CREATED);
+    let session = app
+        .login("ALICE", PASSWORD)
+        .await
+        .expect(StatusCode::CREATED);
 
     assert_eq!(session["user"], registered);
 }
@@ -135,7 +179,12 @@ async fn logging_out_answers_204_and_the_token_stops_working_at_once() {
     let other_session = app.login_token("alice").await;
 
     let reply = app
-        .call(Method::DELETE, "/v1/sessions/current", Some(&alice.token), None)
+        .call(
+            Method::DELETE,
+            "/v1/sessions/current",
+            Some(&alice.token),
+            None,
+        )
         .await;
 
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
@@ -143,36 +192,64 @@ async fn logging_out_answers_204_and_the_token_stops_working_at_once() {
     app.get("/v1/me", Some(&alice.token))
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
-    app.call(Method::DELETE, "/v1/sessions/current", Some(&alice.token), None)
-        .await
-        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.call(
+        Method::DELETE,
+        "/v1/sessions/current",
+        Some(&alice.token),
+        None,
+    )
+    .await
+    .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
     // Only that session ends: the user's other session still works.
-    let me = app.get("/v1/me", Some(&other_session)).await.expect(StatusCode::OK);
+    let me = app
+        .get("/v1/me", Some(&other_session))
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(me["id"], alice.id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_protected_route_answers_401_without_a_valid_token() {
     let app = spawn_app().await;
-    let conversation = uuid::Uuid::new_v4();
+    let conversation = uuid::Uuid::now_v7();
     let routes = [
         (Method::DELETE, "/v1/sessions/current".to_owned(), None),
         (Method::GET, "/v1/me".to_owned(), None),
         (Method::GET, "/v1/users/alice".to_owned(), None),
-        (Method::POST, "/v1/conversations".to_owned(), Some(json!({"peer_handle": "alice"}))),
+        (
+            Method::POST,
+            "/v1/conversations".to_owned(),
+            Some(json!({"peer_handle": "alice"})),
+        ),
         (Method::GET, "/v1/conversations".to_owned(), None),
-        (Method::GET, format!("/v1/conversations/{conversation}"), None),
-        (Method::GET, format!("/v1/conversations/{conversation}/messages"), None),
+        (
+            Method::GET,
+            format!("/v1/conversations/{conversation}"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/conversations/{conversation}/messages"),
+            None,
+        ),
         (
             Method::POST,
             format!("/v1/conversations/{conversation}/messages"),
             Some(json!({"client_msg_id": "c1", "body": "hi"})),
         ),
-        (Method::POST, format!("/v1/conversations/{conversation}/read"), Some(json!({"seq": 0}))),
+        (
+            Method::POST,
+            format!("/v1/conversations/{conversation}/read"),
+            Some(json!({"seq": 0})),
+        ),
         (Method::GET, "/v1/sync?since=0".to_owned(), None),
     ];
     // A well-formed token (user id in hex, a dot, a secret) that was never issued.
-    let unknown = format!("Bearer {}.{}", uuid::Uuid::now_v7().simple(), "s".repeat(43));
+    let unknown = format!(
+        "Bearer {}.{}",
+        uuid::Uuid::now_v7().simple(),
+        "s".repeat(43)
+    );
     let authorizations = [
         None,
         Some("Bearer"),
@@ -228,14 +305,67 @@ async fn a_user_is_found_by_handle_in_any_case_and_an_unknown_one_is_404() {
     let alice = app.register_and_login("alice").await;
     let bob = app.register("bob").await;
 
-    let found = app.get("/v1/users/bob", Some(&alice.token)).await.expect(StatusCode::OK);
-    let found_upper = app.get("/v1/users/BOB", Some(&alice.token)).await.expect(StatusCode::OK);
+    let found = app
+        .get("/v1/users/bob", Some(&alice.token))
+        .await
+        .expect(StatusCode::OK);
+    let found_upper = app
+        .get("/v1/users/BOB", Some(&alice.token))
+        .await
+        .expect(StatusCode::OK);
 
     assert_eq!(found, bob);
     assert_eq!(found_upper, bob);
-    for handle in ["nobody", "a!"] {
+    for handle in ["nobody", "a!", "bob'%20OR%20'1'='1", "bob%25", "bob%00"] {
         app.get(&format!("/v1/users/{handle}"), Some(&alice.token))
             .await
             .expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registering_the_same_handle_concurrently_creates_one_user() {
+    let app = spawn_app().await;
+    let handles = ["alice", "ALICE", "Alice", "alice", "aLiCe"];
+
+    let bodies = handles.map(|h| json!({"handle": h, "password": PASSWORD}));
+
+    let replies = futures::future::join_all(bodies.iter().map(|b| app.try_register(b))).await;
+
+    let created: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(created.len(), 1, "{replies:?}");
+    for reply in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        reply.expect_error(StatusCode::CONFLICT, "handle_taken");
+    }
+    let session = app
+        .login("alice", PASSWORD)
+        .await
+        .expect(StatusCode::CREATED);
+    assert_eq!(session["user"], created[0].json);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_attempt_limit_applies_to_login_and_registration_only() {
+    let app = spawn_app_with(&[("auth.attempts_per_minute", "3")]).await;
+    let alice = app.register_and_login("alice").await;
+
+    // Whether registration and login share one budget or not, the third wrong login at the
+    // latest is over the limit of three.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(app.login("alice", "wrong password").await.status);
+    }
+
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    for _ in 0..5 {
+        let me = app.get("/v1/me", Some(&alice.token)).await;
+        assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     }
 }

@@ -55,14 +55,21 @@ async fn opening_a_conversation_with_an_unknown_handle_answers_404() {
             .expect_error(StatusCode::NOT_FOUND, "not_found");
     }
     let list = app.list(&alice, "").await;
-    assert_eq!(list["items"], json!([]), "a failed open left a conversation behind");
+    assert_eq!(
+        list["items"],
+        json!([]),
+        "a failed open left a conversation behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn getting_a_conversation_answers_what_opening_answered() {
     let app = spawn_app().await;
     let [alice, bob] = app.register_users(["alice", "bob"]).await;
-    let opened = app.try_open(&alice, "bob").await.expect(StatusCode::CREATED);
+    let opened = app
+        .try_open(&alice, "bob")
+        .await
+        .expect(StatusCode::CREATED);
     let id = opened["id"].as_str().expect("an id");
 
     let got = app.conversation(&alice, id).await;
@@ -132,7 +139,7 @@ async fn the_peer_sees_the_conversation_in_their_list_after_the_first_message() 
 async fn the_list_is_newest_activity_first_and_its_pages_neither_repeat_nor_skip() {
     let app = spawn_app().await;
     let [me, p1, p2, p3, p4, p5] = app
-        .register_users(["me", "p1", "p2", "p3", "p4", "p5"])
+        .register_users(["myself", "peer1", "peer2", "peer3", "peer4", "peer5"])
         .await;
     let mut ids = Vec::new();
     for peer in [&p1, &p2, &p3, &p4, &p5] {
@@ -143,13 +150,19 @@ async fn the_list_is_newest_activity_first_and_its_pages_neither_repeat_nor_skip
         app.send(&me, &ids[i], "hi").await;
     }
     let expected: Vec<&str> = [3, 1, 4, 0, 2].iter().map(|&i| ids[i].as_str()).collect();
-    let full = eventually("every conversation in the list to show its message", || async {
-        let list = app.list(&me, "?limit=200").await;
-        let items = list["items"].as_array().cloned().unwrap_or_default();
-        (items.len() == 5 && items.iter().all(|c| c["last_seq"] == 1)).then_some(items)
-    })
+    let full = eventually(
+        "every conversation in the list to show its message",
+        || async {
+            let list = app.list(&me, "?limit=200").await;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            (items.len() == 5 && items.iter().all(|c| c["last_seq"] == 1)).then_some(items)
+        },
+    )
     .await;
-    let full_ids: Vec<&str> = full.iter().map(|c| c["id"].as_str().expect("an id")).collect();
+    let full_ids: Vec<&str> = full
+        .iter()
+        .map(|c| c["id"].as_str().expect("an id"))
+        .collect();
     assert_eq!(full_ids, expected, "the list is not newest activity first");
 
     let mut walked = Vec::new();
@@ -195,7 +208,7 @@ async fn the_list_is_newest_activity_first_and_its_pages_neither_repeat_nor_skip
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_last_page_has_no_next_cursor() {
     let app = spawn_app().await;
-    let [me, p1, p2] = app.register_users(["me", "p1", "p2"]).await;
+    let [me, p1, p2] = app.register_users(["myself", "peer1", "peer2"]).await;
     app.open_conversation(&me, &p1).await;
     app.open_conversation(&me, &p2).await;
 
@@ -207,5 +220,34 @@ async fn a_full_last_page_has_no_next_cursor() {
     let one = app.list(&me, "?limit=1").await;
 
     assert_eq!(exactly["next_cursor"], Value::Null, "{exactly}");
-    assert!(one["next_cursor"].is_string(), "a cut page must give a cursor: {one}");
+    assert!(
+        one["next_cursor"].is_string(),
+        "a cut page must give a cursor: {one}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_from_both_sides_at_once_creates_one_conversation() {
+    let app = spawn_app().await;
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+
+    let replies = futures::future::join_all((0..10).map(|i| {
+        let (me, peer) = if i % 2 == 0 {
+            (&alice, "bob")
+        } else {
+            (&bob, "alice")
+        };
+        app.try_open(me, peer)
+    }))
+    .await;
+
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let found = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!((created, found), (1, 9), "{statuses:?}");
+    let id = &replies[0].json["id"];
+    assert!(replies.iter().all(|r| &r.json["id"] == id), "different ids");
 }

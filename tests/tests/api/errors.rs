@@ -1,10 +1,12 @@
 //! Bad input of every kind: a 4xx with the documented JSON body, never a 5xx, nothing written.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{PASSWORD, TestApp, TestUser, assert_error_body, seqs, spawn_app, spawn_app_with};
+use crate::helpers::{
+    PASSWORD, TestApp, TestUser, assert_error_body, seqs, spawn_app, spawn_app_with,
+};
 
 /// Alice and Bob with a conversation: the fixture most error tests need.
 async fn pair(app: &TestApp) -> (TestUser, TestUser, String) {
@@ -28,8 +30,15 @@ async fn malformed_json_answers_400() {
     ];
 
     for (path, token, body) in cases {
-        let reply = app.call_raw(Method::POST, path, token, body.to_owned()).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "POST {path} {body:?}: {}", reply.text);
+        let reply = app
+            .call_raw(Method::POST, path, token, body.to_owned())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "POST {path} {body:?}: {}",
+            reply.text
+        );
         reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
     }
 }
@@ -53,36 +62,103 @@ async fn a_missing_field_answers_400() {
     for (path, authed, body) in cases {
         let token = authed.then_some(alice.token.as_str());
         let reply = app.call(Method::POST, path, token, Some(&body)).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "POST {path} {body}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "POST {path} {body}: {}",
+            reply.text
+        );
         reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
     }
     assert_eq!(app.history(&alice, &id, "").await["items"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_field_of_the_wrong_type_answers_400() {
+async fn a_field_of_the_wrong_type_answers_400_and_writes_nothing() {
     let app = spawn_app().await;
     let (alice, _, id) = pair(&app).await;
     let messages = format!("/v1/conversations/{id}/messages");
     let read = format!("/v1/conversations/{id}/read");
+    // Numbers and booleans where strings belong must not be coerced: `12345` would be a
+    // valid handle and `7` a valid client id, so coercion would silently write.
     let cases = [
-        ("/v1/accounts", false, json!({"handle": 5, "password": PASSWORD})),
-        ("/v1/accounts", false, json!({"handle": "carol", "password": ["x"]})),
-        ("/v1/sessions", false, json!({"handle": "alice", "password": 12345678})),
+        (
+            "/v1/accounts",
+            false,
+            json!({"handle": 12345, "password": PASSWORD}),
+        ),
+        (
+            "/v1/accounts",
+            false,
+            json!({"handle": true, "password": PASSWORD}),
+        ),
+        (
+            "/v1/accounts",
+            false,
+            json!({"handle": "carol", "password": ["x"]}),
+        ),
+        (
+            "/v1/accounts",
+            false,
+            json!({"handle": "carol", "password": 123456789}),
+        ),
+        (
+            "/v1/accounts",
+            false,
+            json!({"handle": "dave", "password": PASSWORD, "display_name": 5}),
+        ),
+        (
+            "/v1/sessions",
+            false,
+            json!({"handle": "alice", "password": 12345678}),
+        ),
         ("/v1/conversations", true, json!({"peer_handle": 42})),
-        (messages.as_str(), true, json!({"client_msg_id": "c-1", "body": 5})),
-        (messages.as_str(), true, json!({"client_msg_id": 7, "body": "hi"})),
+        (
+            messages.as_str(),
+            true,
+            json!({"client_msg_id": "c-1", "body": 5}),
+        ),
+        (
+            messages.as_str(),
+            true,
+            json!({"client_msg_id": "c-2", "body": false}),
+        ),
+        (
+            messages.as_str(),
+            true,
+            json!({"client_msg_id": 7, "body": "hi"}),
+        ),
         (read.as_str(), true, json!({"seq": "three"})),
+        (read.as_str(), true, json!({"seq": "1"})),
         (read.as_str(), true, json!({"seq": 1.5})),
         (read.as_str(), true, json!({"seq": null})),
         (read.as_str(), true, json!([1])),
     ];
 
+    let mut wrong = Vec::new();
     for (path, authed, body) in cases {
         let token = authed.then_some(alice.token.as_str());
         let reply = app.call(Method::POST, path, token, Some(&body)).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "POST {path} {body}: {}", reply.text);
-        reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        if reply.status != StatusCode::BAD_REQUEST || reply.json["error"]["code"] != "bad_request" {
+            wrong.push(format!(
+                "POST {path} {body} → {} {}",
+                reply.status, reply.text
+            ));
+        } else {
+            reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        }
+    }
+
+    assert!(
+        wrong.is_empty(),
+        "not a 400 bad_request:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(app.history(&alice, &id, "").await["items"], json!([]));
+    for handle in ["12345", "true", "carol", "dave"] {
+        app.get(&format!("/v1/users/{handle}"), Some(&alice.token))
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
     }
 }
 
@@ -99,18 +175,35 @@ async fn query_parameters_of_the_wrong_type_or_out_of_range_answer_400() {
     }
     paths.push(format!("{history}?before_seq=abc"));
     paths.push(format!("{history}?after_seq=x"));
+    paths.push(format!("{history}?before_seq=-1"));
+    paths.push(format!("{history}?after_seq=-1"));
     paths.push("/v1/sync?since=abc".to_owned());
+    paths.push("/v1/sync?since=-1".to_owned());
+    paths.push("/v1/conversations?cursor=abc".to_owned());
+    paths.push("/v1/conversations?cursor=-1".to_owned());
 
     for path in &paths {
         let reply = app.get(path, Some(&alice.token)).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "GET {path}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "GET {path}: {}",
+            reply.text
+        );
         reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
     }
     // The bounds themselves are fine.
     for base in ["/v1/conversations", history.as_str(), "/v1/sync"] {
         for limit in [1, 200] {
-            let reply = app.get(&format!("{base}?limit={limit}"), Some(&alice.token)).await;
-            assert_eq!(reply.status, StatusCode::OK, "GET {base}?limit={limit}: {}", reply.text);
+            let reply = app
+                .get(&format!("{base}?limit={limit}"), Some(&alice.token))
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "GET {base}?limit={limit}: {}",
+                reply.text
+            );
         }
     }
 }
@@ -130,7 +223,12 @@ async fn a_conversation_id_that_is_not_a_uuid_answers_400() {
             &json!({"client_msg_id": "c-1", "body": "hi"}),
         )
         .await,
-        app.post("/v1/conversations/not-a-uuid/read", token, &json!({"seq": 0})).await,
+        app.post(
+            "/v1/conversations/not-a-uuid/read",
+            token,
+            &json!({"seq": 0}),
+        )
+        .await,
     ];
 
     for reply in replies {
@@ -157,9 +255,15 @@ async fn message_bodies_are_non_blank_and_at_most_4096_bytes() {
         assert!(message.contains("body"), "{} bytes → {message}", body.len());
     }
     let exactly = app.send_raw(&alice, &id, "c-4096", &"x".repeat(4096)).await;
-    let multibyte = app.send_raw(&alice, &id, "c-multibyte", &"é".repeat(2048)).await;
+    let multibyte = app
+        .send_raw(&alice, &id, "c-multibyte", &"é".repeat(2048))
+        .await;
 
-    assert_eq!(exactly.expect(StatusCode::CREATED)["seq"], 1, "refused sends consumed a seq");
+    assert_eq!(
+        exactly.expect(StatusCode::CREATED)["seq"],
+        1,
+        "refused sends consumed a seq"
+    );
     let multibyte = multibyte.expect(StatusCode::CREATED);
     assert_eq!(multibyte["seq"], 2);
     assert_eq!(multibyte["body"], json!("é".repeat(2048)));
@@ -172,12 +276,21 @@ async fn message_bodies_are_non_blank_and_at_most_4096_bytes() {
 async fn client_message_ids_are_1_to_64_visible_ascii_characters() {
     let app = spawn_app().await;
     let (alice, _, id) = pair(&app).await;
-    let refused = [String::new(), "c".repeat(65), "has space".to_owned(), "café".to_owned(), "tab\t".to_owned()];
+    let refused = [
+        String::new(),
+        "c".repeat(65),
+        "has space".to_owned(),
+        "café".to_owned(),
+        "tab\t".to_owned(),
+    ];
 
     for client_id in &refused {
         let reply = app.send_raw(&alice, &id, client_id, "hello").await;
         let message = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-        assert!(message.contains("client_msg_id"), "{client_id:?} → {message}");
+        assert!(
+            message.contains("client_msg_id"),
+            "{client_id:?} → {message}"
+        );
     }
     let longest = app.send_raw(&alice, &id, &"c".repeat(64), "hello").await;
     let shortest = app.send_raw(&alice, &id, "c", "hello").await;
@@ -192,12 +305,19 @@ async fn a_rejected_send_does_not_consume_a_seq() {
     let (alice, bob, id) = pair(&app).await;
     app.send_many(&alice, &id, "m", 3).await;
 
-    app.send_raw(&alice, &id, "c-x", "").await
-        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    app.call_raw(Method::POST, &format!("/v1/conversations/{id}/messages"), Some(&bob.token), "{")
+    app.send_raw(&alice, &id, "c-x", "")
         .await
-        .expect_error(StatusCode::BAD_REQUEST, "bad_request");
-    app.mark_read(&bob, &id, 9).await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    app.call_raw(
+        Method::POST,
+        &format!("/v1/conversations/{id}/messages"),
+        Some(&bob.token),
+        "{",
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    app.mark_read(&bob, &id, 9)
+        .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
 
     let next = app.send(&bob, &id, "next").await;
@@ -216,7 +336,9 @@ async fn a_rejected_registration_claims_nothing() {
     app.try_register(&json!({"handle": "carol", "password": PASSWORD, "display_name": ""}))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
-    app.login("carol", "short").await.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    app.login("carol", "short")
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
 
     let carol = app.register("carol").await;
     assert_eq!(carol["handle"], "carol");
@@ -229,34 +351,49 @@ async fn a_body_over_max_body_bytes_answers_413_and_writes_nothing() {
 
     let big_send = app.send_raw(&alice, &id, "c-big", &"x".repeat(2000)).await;
     let big_registration = app
-        .try_register(&json!({"handle": "carol", "password": PASSWORD, "display_name": "d".repeat(2000)}))
+        .try_register(
+            &json!({"handle": "carol", "password": PASSWORD, "display_name": "d".repeat(2000)}),
+        )
         .await;
 
     big_send.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     big_registration.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     assert_eq!(app.history(&alice, &id, "").await["items"], json!([]));
-    assert_eq!(app.send_raw(&alice, &id, "c-big", "small").await.expect(StatusCode::CREATED)["seq"], 1);
-    app.login("carol", PASSWORD).await.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert_eq!(
+        app.send_raw(&alice, &id, "c-big", "small")
+            .await
+            .expect(StatusCode::CREATED)["seq"],
+        1
+    );
+    app.login("carol", PASSWORD)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_body_over_max_body_bytes_answers_413() {
     // Without Content-Length the size cannot be checked up front; the limit must still hold.
     let app = spawn_app_with(&[("server.max_body_bytes", "1024")]).await;
-    let body = json!({"handle": "carol", "password": PASSWORD, "display_name": "d".repeat(4000)}).to_string();
+    let body = json!({"handle": "carol", "password": PASSWORD, "display_name": "d".repeat(4000)})
+        .to_string();
     let chunk = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
     let request = format!(
         "POST /v1/accounts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}"
     );
 
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.expect("connects");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connects");
     stream.write_all(request.as_bytes()).await.expect("writes");
     let mut response = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("the server answers within 10 s")
-        .expect("reads");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("the server answers within 10 s")
+    .expect("reads");
     let response = String::from_utf8_lossy(&response);
 
     let status_line = response.lines().next().unwrap_or_default();
@@ -286,7 +423,8 @@ async fn a_known_route_with_the_wrong_method_answers_405_in_json() {
     let [alice] = app.register_users(["alice"]).await;
 
     let replies = [
-        app.call(Method::PATCH, "/v1/me", Some(&alice.token), None).await,
+        app.call(Method::PATCH, "/v1/me", Some(&alice.token), None)
+            .await,
         app.call(Method::GET, "/v1/accounts", None, None).await,
         app.call(Method::PUT, "/v1/sessions", None, None).await,
     ];
@@ -299,7 +437,12 @@ async fn a_known_route_with_the_wrong_method_answers_405_in_json() {
 /// Asserts a 429 with the documented body and a `Retry-After` of 1–60 seconds.
 #[track_caller]
 fn assert_rate_limited(reply: &crate::helpers::Reply) {
-    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text
+    );
     assert_error_body(&reply.headers, &reply.json, &reply.text, "rate_limited");
     let retry_after: u64 = reply
         .headers
@@ -307,7 +450,10 @@ fn assert_rate_limited(reply: &crate::helpers::Reply) {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no numeric Retry-After header in {:?}", reply.headers));
-    assert!((1..=60).contains(&retry_after), "Retry-After: {retry_after}");
+    assert!(
+        (1..=60).contains(&retry_after),
+        "Retry-After: {retry_after}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,13 +487,15 @@ async fn too_many_login_attempts_answer_429_with_retry_after() {
 async fn too_many_registrations_answer_429_with_retry_after() {
     let app = spawn_app_with(&[("auth.attempts_per_minute", "3")]).await;
 
-    for handle in ["u1", "u2"] {
+    for handle in ["user1", "user2"] {
         app.register(handle).await;
     }
-    app.try_register(&json!({"handle": "u1", "password": PASSWORD}))
+    app.try_register(&json!({"handle": "user1", "password": PASSWORD}))
         .await
         .expect_error(StatusCode::CONFLICT, "handle_taken");
-    let limited = app.try_register(&json!({"handle": "u3", "password": PASSWORD})).await;
+    let limited = app
+        .try_register(&json!({"handle": "user3", "password": PASSWORD}))
+        .await;
 
     assert_rate_limited(&limited);
 }
@@ -359,14 +507,44 @@ async fn no_bad_input_in_this_file_ever_gets_a_5xx() {
     let (alice, _, id) = pair(&app).await;
     let token = Some(alice.token.as_str());
     let huge_seq = json!({"seq": i64::MAX});
+    let without_content_type = app
+        .client
+        .post(app.url("/v1/conversations"))
+        .bearer_auth(&alice.token)
+        .body(r#"{"peer_handle": "bob"}"#)
+        .send()
+        .await
+        .expect("the request reaches the server");
+    let without_content_type = crate::helpers::Reply {
+        status: without_content_type.status(),
+        headers: without_content_type.headers().clone(),
+        json: Value::Null,
+        text: without_content_type.text().await.expect("a body"),
+    };
     let replies = [
-        app.post(&format!("/v1/conversations/{id}/read"), token, &huge_seq).await,
-        app.get(&format!("/v1/conversations/{id}/messages?before_seq=-5"), token).await,
-        app.get(&format!("/v1/conversations/{id}/messages?after_seq=99999999999999999999"), token).await,
+        reparse(without_content_type),
+        app.post(&format!("/v1/conversations/{id}/read"), token, &huge_seq)
+            .await,
+        app.get(
+            &format!("/v1/conversations/{id}/messages?before_seq=-5"),
+            token,
+        )
+        .await,
+        app.get(
+            &format!("/v1/conversations/{id}/messages?after_seq=99999999999999999999"),
+            token,
+        )
+        .await,
         app.get("/v1/sync?since=-1", token).await,
         app.get("/v1/users/%00", token).await,
-        app.post("/v1/conversations", token, &json!({"peer_handle": "\u{0}"})).await,
-        app.post("/v1/accounts", None, &json!({"handle": "a\u{0}b", "password": PASSWORD})).await,
+        app.post("/v1/conversations", token, &json!({"peer_handle": "\u{0}"}))
+            .await,
+        app.post(
+            "/v1/accounts",
+            None,
+            &json!({"handle": "a\u{0}b", "password": PASSWORD}),
+        )
+        .await,
     ];
 
     for reply in replies {
@@ -384,4 +562,50 @@ async fn no_bad_input_in_this_file_ever_gets_a_5xx() {
         };
         assert_error_body(&reply.headers, &reply.json, &reply.text, code);
     }
+}
+
+fn reparse(mut reply: crate::helpers::Reply) -> crate::helpers::Reply {
+    reply.json = serde_json::from_str(&reply.text).unwrap_or(Value::Null);
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_each_forwarded_address_has_its_own_budget() {
+    let app = spawn_app_with(&[
+        ("auth.attempts_per_minute", "3"),
+        ("server.trust_forwarded_for", "true"),
+    ])
+    .await;
+    let attempt = |address: &'static str| {
+        app.client
+            .post(app.url("/v1/sessions"))
+            .header("X-Forwarded-For", address)
+            .json(&json!({"handle": "nobody", "password": PASSWORD}))
+            .send()
+    };
+
+    let mut first = Vec::new();
+    for _ in 0..4 {
+        first.push(
+            attempt("198.51.100.1")
+                .await
+                .expect("reaches the server")
+                .status(),
+        );
+    }
+    let other = attempt("198.51.100.2")
+        .await
+        .expect("reaches the server")
+        .status();
+
+    assert_eq!(
+        first,
+        vec![
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert_eq!(other, StatusCode::UNAUTHORIZED);
 }

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 
 use crate::helpers::{
-    TestApp, TestUser, assert_cursors_increase, assert_keys, assert_message_shape, assert_utc_timestamp, eventually,
-    seqs, spawn_app, spawn_app_with,
+    TestApp, TestUser, assert_cursors_increase, assert_keys, assert_message_shape,
+    assert_utc_timestamp, eventually, seqs, spawn_app, spawn_app_with,
 };
 
 /// Waits until `user`'s inbox shows `last_seq` for the conversation: delivery has run.
@@ -67,15 +67,28 @@ async fn an_invalid_bearer_header_is_refused_with_401_before_upgrading() {
     let app = spawn_app().await;
     let [alice] = app.register_users(["alice"]).await;
     let revoked = app.login_token("alice").await;
-    app.call(reqwest::Method::DELETE, "/v1/sessions/current", Some(&revoked), None)
-        .await
-        .expect(StatusCode::NO_CONTENT);
+    app.call(
+        reqwest::Method::DELETE,
+        "/v1/sessions/current",
+        Some(&revoked),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     let unknown = format!("{}.{}", uuid::Uuid::now_v7().simple(), "s".repeat(43));
 
     for token in ["garbage", unknown.as_str(), revoked.as_str()] {
         match app.ws_try_connect(Some(token), Some(0)).await {
             Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "token {token:?}");
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "token {token:?}"
+                );
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap_or_default())
+                        .unwrap_or(Value::Null);
+                assert_eq!(body["error"]["code"], "unauthorized", "refusal body {body}");
             }
             Err(other) => panic!("expected an HTTP 401 refusal for {token:?}, got {other}"),
             Ok(_) => panic!("the upgrade with token {token:?} was accepted"),
@@ -100,6 +113,40 @@ async fn a_bad_first_frame_token_gets_an_error_frame_and_the_socket_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_first_frame_that_is_not_auth_gets_unauthorized_and_the_socket_closes() {
+    let app = spawn_app().await;
+    let mut ws = app
+        .ws_try_connect(None, None)
+        .await
+        .expect("the upgrade without a header succeeds");
+
+    ws.send(&json!({"type": "ping"})).await;
+
+    let frame = ws.next().await;
+    assert_eq!(frame["type"], "error", "{frame}");
+    assert_eq!(frame["error"]["code"], "unauthorized", "{frame}");
+    ws.assert_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_that_never_authenticates_is_closed_after_10_seconds() {
+    let app = spawn_app().await;
+    let mut ws = app
+        .ws_try_connect(None, None)
+        .await
+        .expect("the upgrade without a header succeeds");
+    let start = tokio::time::Instant::now();
+
+    ws.assert_closed_within(Duration::from_secs(15)).await;
+
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(9),
+        "closed after {waited:?}, before the 10 s grace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_socket_replays_since_the_cursor_then_is_ready_then_streams_live_to_every_device() {
     let app = spawn_app().await;
     let [alice, bob] = app.register_users(["alice", "bob"]).await;
@@ -118,7 +165,11 @@ async fn the_socket_replays_since_the_cursor_then_is_ready_then_streams_live_to_
         assert_message_event(&replayed[0], &earlier[0]);
         assert_message_event(&replayed[1], &earlier[1]);
         assert_cursors_increase(&replayed);
-        assert_eq!(json!(ready), replayed[1]["cursor"], "ready carries the newest cursor sent");
+        assert_eq!(
+            json!(ready),
+            replayed[1]["cursor"],
+            "ready carries the newest cursor sent"
+        );
     }
     alice_ws.until_ready().await;
 
@@ -131,7 +182,9 @@ async fn the_socket_replays_since_the_cursor_then_is_ready_then_streams_live_to_
         assert_message_event(&first, &from_bob);
         assert_message_event(&second, &from_alice);
         assert_cursors_increase(&[first, second]);
-        device.assert_nothing_pending(Duration::from_millis(100)).await;
+        device
+            .assert_nothing_pending(Duration::from_millis(100))
+            .await;
     }
 }
 
@@ -177,13 +230,17 @@ async fn typing_is_relayed_to_the_peer_and_to_nobody_else() {
         ws.expect_type("ready").await;
     }
 
-    alice_ws.send(&json!({"type": "typing", "conversation_id": id})).await;
+    alice_ws
+        .send(&json!({"type": "typing", "conversation_id": id}))
+        .await;
 
     assert_eq!(
         bob_ws.next().await,
         json!({"type": "typing", "conversation_id": id, "user_id": alice.id})
     );
-    eve_ws.assert_nothing_pending(Duration::from_millis(200)).await;
+    eve_ws
+        .assert_nothing_pending(Duration::from_millis(200))
+        .await;
     alice_ws.assert_nothing_pending(Duration::ZERO).await;
     // Typing is never stored: nothing to replay, no message, no inbox change.
     assert_eq!(app.history(&bob, &id, "").await["items"], json!([]));
@@ -201,16 +258,23 @@ async fn typing_in_a_conversation_you_are_not_in_answers_not_found_and_the_socke
     bob_ws.expect_type("ready").await;
     eve_ws.expect_type("ready").await;
 
-    eve_ws.send(&json!({"type": "typing", "conversation_id": id})).await;
+    eve_ws
+        .send(&json!({"type": "typing", "conversation_id": id}))
+        .await;
     let foreign = eve_ws.expect_type("error").await;
     eve_ws
-        .send(&json!({"type": "typing", "conversation_id": uuid::Uuid::new_v4()}))
+        .send(&json!({"type": "typing", "conversation_id": uuid::Uuid::now_v7()}))
         .await;
     let unknown = eve_ws.expect_type("error").await;
 
     assert_eq!(foreign["error"]["code"], "not_found", "{foreign}");
-    assert_eq!(foreign, unknown, "a foreign conversation must look like a missing one");
-    bob_ws.assert_nothing_pending(Duration::from_millis(200)).await;
+    assert_eq!(
+        foreign, unknown,
+        "a foreign conversation must look like a missing one"
+    );
+    bob_ws
+        .assert_nothing_pending(Duration::from_millis(200))
+        .await;
     eve_ws.assert_nothing_pending(Duration::ZERO).await;
 }
 
@@ -249,6 +313,12 @@ async fn a_malformed_frame_answers_bad_request_and_the_socket_stays_open() {
         assert_eq!(frame["error"]["code"], "bad_request", "{text} → {frame}");
         assert!(frame["error"]["message"].is_string(), "{text} → {frame}");
     }
+    ws.send_binary(br#"{"type":"ping"}"#).await;
+    let frame = ws.next().await;
+    assert_eq!(
+        frame["error"]["code"], "bad_request",
+        "binary frame → {frame}"
+    );
     ws.send(&json!({"type": "ping"})).await;
     assert_eq!(ws.next().await, json!({"type": "pong"}));
 }
@@ -261,22 +331,91 @@ async fn a_frame_over_the_size_limit_closes_the_socket() {
     ws.expect_type("ready").await;
 
     let padding = "x".repeat(2048);
-    ws.send_text(&format!(r#"{{"type":"ping","padding":"{padding}"}}"#)).await;
+    ws.send_text(&format!(r#"{{"type":"ping","padding":"{padding}"}}"#))
+        .await;
 
     ws.assert_closed().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_since_that_is_not_a_number_is_refused_with_400() {
+async fn a_since_that_is_not_a_cursor_is_refused_with_400() {
     let app = spawn_app().await;
     let [alice] = app.register_users(["alice"]).await;
 
-    match app.ws_try_connect_path(Some(&alice.token), "/v1/events?since=abc").await {
-        Err(tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    for since in ["abc", "-1", "1.5"] {
+        let path = format!("/v1/events?since={since}");
+        match app.ws_try_connect_path(Some(&alice.token), &path).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), StatusCode::BAD_REQUEST, "since={since}");
+            }
+            Err(other) => panic!("expected an HTTP 400 refusal for since={since}, got {other}"),
+            Ok(_) => panic!("the upgrade with since={since} was accepted"),
         }
-        Err(other) => panic!("expected an HTTP 400 refusal, got {other}"),
-        Ok(_) => panic!("the upgrade with since=abc was accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_in_the_url_does_not_authenticate() {
+    let app = spawn_app().await;
+    let [alice] = app.register_users(["alice"]).await;
+
+    for param in ["token", "access_token", "auth"] {
+        let reply = app
+            .get(&format!("/v1/me?{param}={}", alice.token), None)
+            .await;
+        reply.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+        let mut ws = app
+            .ws_try_connect_path(None, &format!("/v1/events?{param}={}", alice.token))
+            .await
+            .expect("the upgrade without a header succeeds");
+        ws.send(&json!({"type": "ping"})).await;
+        let frame = ws.next().await;
+        assert_eq!(
+            frame["error"]["code"], "unauthorized",
+            "?{param}= authenticated: {frame}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_from_both_sides_reaches_every_device_once_in_cursor_order() {
+    const PER_USER: usize = 25;
+    let app = std::sync::Arc::new(spawn_app().await);
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+    let id = app.open_conversation(&alice, &bob).await;
+    let mut sockets = vec![
+        app.ws_connect(&alice, Some(0)).await,
+        app.ws_connect(&bob, Some(0)).await,
+        app.ws_connect_first_frame(&bob.token, Some(0)).await,
+    ];
+    for ws in &mut sockets {
+        ws.until_ready().await;
+    }
+
+    let mut tasks = Vec::new();
+    for user in [alice.clone(), bob.clone()] {
+        let (app, id) = (std::sync::Arc::clone(&app), id.clone());
+        tasks.push(tokio::spawn(async move {
+            app.send_many(&user, &id, &user.handle, PER_USER).await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a sender does not panic");
+    }
+
+    let expected: Vec<i64> = (1..=2 * PER_USER as i64).collect();
+    for ws in &mut sockets {
+        let mut frames = Vec::new();
+        while frames.len() < expected.len() {
+            let frame = ws.next().await;
+            assert_eq!(frame["type"], "message.created", "{frame}");
+            frames.push(frame);
+        }
+        assert_cursors_increase(&frames);
+        let mut got = seqs(&frames);
+        got.sort_unstable();
+        assert_eq!(got, expected, "every message exactly once");
+        ws.assert_nothing_pending(Duration::from_millis(100)).await;
     }
 }
 
@@ -325,7 +464,8 @@ async fn a_client_that_reconnects_from_its_last_cursor_gets_exactly_what_it_miss
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reconnecting_while_messages_are_still_being_delivered_misses_nothing_and_repeats_nothing() {
+async fn reconnecting_while_messages_are_still_being_delivered_misses_nothing_and_repeats_nothing()
+{
     let app = spawn_app().await;
     let [alice, bob] = app.register_users(["alice", "bob"]).await;
     let id = app.open_conversation(&alice, &bob).await;
@@ -359,4 +499,76 @@ async fn reconnecting_while_messages_are_still_being_delivered_misses_nothing_an
     }
     assert_cursors_increase(&received);
     ws.assert_nothing_pending(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_longer_than_one_page_is_complete() {
+    // More events than the server reads per replay query (500 today), sent concurrently.
+    const TASKS: usize = 10;
+    const PER_TASK: usize = 51;
+    let app = std::sync::Arc::new(spawn_app().await);
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+    let id = app.open_conversation(&alice, &bob).await;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (app, alice, id) = (std::sync::Arc::clone(&app), alice.clone(), id.clone());
+            tokio::spawn(
+                async move { app.send_many(&alice, &id, &format!("t{t}"), PER_TASK).await },
+            )
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a sender does not panic");
+    }
+    let total = (TASKS * PER_TASK) as i64;
+    let cursor = delivered(&app, &bob, &id, total).await;
+
+    let mut ws = app.ws_connect(&bob, Some(0)).await;
+    let (replay, ready) = ws.until_ready().await;
+
+    assert_eq!(replay.len(), total as usize);
+    assert_cursors_increase(&replay);
+    let mut got = seqs(&replay);
+    got.sort_unstable();
+    assert_eq!(got, (1..=total).collect::<Vec<_>>());
+    assert_eq!(ready, cursor);
+    assert_eq!(json!(ready), replay[replay.len() - 1]["cursor"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_whose_events_were_pruned_gets_resync_and_sync_still_has_the_state() {
+    // Retention of zero days: the pruner deletes every feed event on its next run.
+    let app = spawn_app_with(&[
+        ("delivery.feed_retention_days", "0"),
+        ("delivery.prune_interval_secs", "1"),
+    ])
+    .await;
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+    let id = app.open_conversation(&alice, &bob).await;
+    let sent = app.send_many(&alice, &id, "m", 3).await;
+    let cursor = delivered(&app, &bob, &id, 3).await;
+
+    let first = eventually("the feed to be pruned", || async {
+        let mut ws = app.ws_connect(&bob, Some(0)).await;
+        let first = ws.next().await;
+        (first["type"] == "resync").then_some((first, ws))
+    })
+    .await;
+    let (resync, mut ws) = first;
+
+    assert_eq!(resync, json!({"type": "resync", "cursor": cursor}));
+    assert_eq!(ws.next().await, json!({"type": "ready", "cursor": cursor}));
+    let page = app.sync(&bob, 0).await;
+    assert_eq!(page["changes"][0]["last_message"], sent[2]);
+    assert_eq!(page["cursor"], cursor);
+    // The newest cursor itself needs no replay, so it is not answered with resync.
+    let mut current = app.ws_connect(&bob, Some(cursor)).await;
+    assert_eq!(
+        current.next().await,
+        json!({"type": "ready", "cursor": cursor})
+    );
+    // And the stream goes on from there.
+    let live = app.send(&alice, &id, "after pruning").await;
+    assert_message_event(&ws.next().await, &live);
+    assert_message_event(&current.next().await, &live);
 }

@@ -62,11 +62,23 @@ async fn metrics_are_prometheus_text_with_the_request_and_message_counters() {
     let reply = app.get("/metrics", None).await;
 
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(content_type(&reply).starts_with("text/plain"), "{}", content_type(&reply));
+    assert!(
+        content_type(&reply).starts_with("text/plain"),
+        "{}",
+        content_type(&reply)
+    );
     // Other tests in this process send too, so here only presence is certain; the exact
     // count is checked in a process of its own below.
-    assert!(metric_sum(&reply.text, "duet_messages_sent_total").is_some_and(|n| n >= 1.0), "{}", reply.text);
-    assert!(metric_sum(&reply.text, "duet_http_requests_total").is_some_and(|n| n >= 5.0), "{}", reply.text);
+    assert!(
+        metric_sum(&reply.text, "duet_messages_sent_total").is_some_and(|n| n >= 1.0),
+        "{}",
+        reply.text
+    );
+    assert!(
+        metric_sum(&reply.text, "duet_http_requests_total").is_some_and(|n| n >= 5.0),
+        "{}",
+        reply.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,8 +101,14 @@ async fn messages_sent_total_counts_exactly_the_messages_created() {
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the isolated run failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "the isolated test did not run:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "the isolated run failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the isolated test did not run:\n{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,19 +121,40 @@ async fn isolated_messages_sent_total_is_exact() {
     let [alice, bob] = app.register_users(["alice", "bob"]).await;
     let id = app.open_conversation(&alice, &bob).await;
     let before = app.get("/metrics", None).await.text;
-    assert_eq!(metric_sum(&before, "duet_messages_sent_total").unwrap_or(0.0), 0.0, "{before}");
+    assert_eq!(
+        metric_sum(&before, "duet_messages_sent_total").unwrap_or(0.0),
+        0.0,
+        "{before}"
+    );
 
-    app.send_raw(&alice, &id, "c-1", "one").await.expect(StatusCode::CREATED);
-    app.send_raw(&alice, &id, "c-2", "two").await.expect(StatusCode::CREATED);
-    app.send_raw(&bob, &id, "c-1", "three").await.expect(StatusCode::CREATED);
-    app.send_raw(&alice, &id, "c-1", "retry").await.expect(StatusCode::OK);
-    app.send_raw(&alice, &id, "c-3", "").await.expect(StatusCode::UNPROCESSABLE_ENTITY);
+    app.send_raw(&alice, &id, "c-1", "one")
+        .await
+        .expect(StatusCode::CREATED);
+    app.send_raw(&alice, &id, "c-2", "two")
+        .await
+        .expect(StatusCode::CREATED);
+    app.send_raw(&bob, &id, "c-1", "three")
+        .await
+        .expect(StatusCode::CREATED);
+    app.send_raw(&alice, &id, "c-1", "retry")
+        .await
+        .expect(StatusCode::OK);
+    app.send_raw(&alice, &id, "c-3", "")
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
 
     let after = app.get("/metrics", None).await.text;
-    assert_eq!(metric_sum(&after, "duet_messages_sent_total"), Some(3.0), "a replay or a refusal was counted:\n{after}");
+    assert_eq!(
+        metric_sum(&after, "duet_messages_sent_total"),
+        Some(3.0),
+        "a replay or a refusal was counted:\n{after}"
+    );
     // 2 registrations, 2 logins, 1 open, 5 sends and the first /metrics at least.
     let requests = metric_sum(&after, "duet_http_requests_total").unwrap_or(0.0);
-    assert!(requests >= 11.0, "duet_http_requests_total = {requests}:\n{after}");
+    assert!(
+        requests >= 11.0,
+        "duet_http_requests_total = {requests}:\n{after}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,9 +164,19 @@ async fn the_openapi_document_describes_every_v1_route() {
     let reply = app.get("/openapi.json", None).await;
 
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(content_type(&reply).starts_with("application/json"), "{}", content_type(&reply));
+    assert!(
+        content_type(&reply).starts_with("application/json"),
+        "{}",
+        content_type(&reply)
+    );
     let spec = &reply.json;
-    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", spec["openapi"]);
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        spec["openapi"]
+    );
     let routes = [
         ("/v1/accounts", "post"),
         ("/v1/sessions", "post"),
@@ -165,7 +214,11 @@ async fn the_interactive_docs_answer_200_html() {
 /// `/docs` may redirect to `/docs/`: this client (unlike the TestApp one) follows redirects.
 async fn get_following_redirects(app: &TestApp, path: &str) -> (StatusCode, String) {
     let client = reqwest::Client::new();
-    let response = client.get(app.url(path)).send().await.expect("the request reaches the server");
+    let response = client
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("the request reaches the server");
     let status = response.status();
     let content_type = response
         .headers()

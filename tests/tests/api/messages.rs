@@ -74,7 +74,10 @@ async fn twenty_concurrent_retries_with_one_client_id_store_one_message() {
     }
 
     let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
-    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
     let replayed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!((created, replayed), (1, 19), "statuses: {statuses:?}");
     let first = &replies[0].json;
@@ -122,7 +125,9 @@ async fn a_client_id_is_scoped_to_its_sender_and_conversation() {
         .expect(StatusCode::CREATED);
 
     let bobs = app.send_raw(&bob, &with_bob, "same-id", "from bob").await;
-    let elsewhere = app.send_raw(&alice, &with_carol, "same-id", "to carol").await;
+    let elsewhere = app
+        .send_raw(&alice, &with_carol, "same-id", "to carol")
+        .await;
 
     let bobs = bobs.expect(StatusCode::CREATED);
     assert_eq!(bobs["seq"], 2);
@@ -163,8 +168,15 @@ async fn concurrent_senders_get_gap_free_seqs_with_no_duplicates() {
     let total = 2 * TASKS_PER_USER * MESSAGES_PER_TASK;
     let history = app.all_history(&alice, &id).await;
     let expected_seqs: Vec<i64> = (1..=total as i64).collect();
-    assert_eq!(seqs(&history), expected_seqs, "history seqs are not exactly 1..={total}");
-    let ids: HashSet<&str> = history.iter().map(|m| m["id"].as_str().expect("an id")).collect();
+    assert_eq!(
+        seqs(&history),
+        expected_seqs,
+        "history seqs are not exactly 1..={total}"
+    );
+    let ids: HashSet<&str> = history
+        .iter()
+        .map(|m| m["id"].as_str().expect("an id"))
+        .collect();
     assert_eq!(ids.len(), total, "duplicate message ids");
     let stored: HashSet<String> = history
         .iter()
@@ -271,15 +283,81 @@ async fn history_pages_at_the_edges_are_exact() {
     let after_three = app.history(&alice, &id, "?after_seq=3&limit=2").await;
     let window = app.history(&alice, &id, "?after_seq=1&before_seq=5").await;
 
-    assert_eq!((seqs_of(&newest_two), &newest_two["has_more"]), (vec![4, 5], &json!(true)));
-    assert_eq!((seqs_of(&all_five), &all_five["has_more"]), (vec![1, 2, 3, 4, 5], &json!(false)));
+    assert_eq!(
+        (seqs_of(&newest_two), &newest_two["has_more"]),
+        (vec![4, 5], &json!(true))
+    );
+    assert_eq!(
+        (seqs_of(&all_five), &all_five["has_more"]),
+        (vec![1, 2, 3, 4, 5], &json!(false))
+    );
     assert_eq!(before_first, json!({"items": [], "has_more": false}));
     assert_eq!(after_last, json!({"items": [], "has_more": false}));
-    assert_eq!((seqs_of(&before_three), &before_three["has_more"]), (vec![1, 2], &json!(false)));
-    assert_eq!((seqs_of(&after_three), &after_three["has_more"]), (vec![4, 5], &json!(false)));
-    assert_eq!(seqs_of(&window), vec![2, 3, 4], "both bounds apply: {window}");
+    assert_eq!(
+        (seqs_of(&before_three), &before_three["has_more"]),
+        (vec![1, 2], &json!(false))
+    );
+    assert_eq!(
+        (seqs_of(&after_three), &after_three["has_more"]),
+        (vec![4, 5], &json!(false))
+    );
+    assert_eq!(
+        seqs_of(&window),
+        vec![2, 3, 4],
+        "both bounds apply: {window}"
+    );
 }
 
 fn seqs_of(page: &Value) -> Vec<i64> {
     seqs(page["items"].as_array().expect("items"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_utf8_body_round_trips_exactly() {
+    let app = spawn_app().await;
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+    let id = app.open_conversation(&alice, &bob).await;
+    let bodies = [
+        "héllo 👋🏽 — ½ 漢字",
+        "  leading and trailing spaces  ",
+        "line one\nline two\r\n\ttabbed",
+        "quotes ' \" ` and <b>markup</b> & %s %n {{}}",
+        "'; DROP TABLE messages; --",
+        "\u{202e}right-to-left override",
+    ];
+
+    for body in bodies {
+        let sent = app.send(&alice, &id, body).await;
+        assert_eq!(sent["body"], body);
+    }
+
+    let stored: Vec<Value> = app.all_history(&bob, &id).await;
+    let stored: Vec<&str> = stored
+        .iter()
+        .map(|m| m["body"].as_str().expect("a body"))
+        .collect();
+    assert_eq!(stored, bodies);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_with_a_nul_character_is_stored_exactly_or_refused_with_422() {
+    // PostgreSQL text cannot hold U+0000: either the API refuses it up front or every
+    // backend stores it intact. Never a 5xx, never a silently shortened message.
+    let app = spawn_app().await;
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+    let id = app.open_conversation(&alice, &bob).await;
+
+    let reply = app.send_raw(&alice, &id, "c-nul", "before\u{0}after").await;
+
+    match reply.status {
+        StatusCode::CREATED => {
+            assert_eq!(reply.json["body"], "before\u{0}after");
+            let history = app.all_history(&bob, &id).await;
+            assert_eq!(history[0]["body"], "before\u{0}after");
+        }
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        }
+        other => panic!("a NUL in the body got {other}: {}", reply.text),
+    }
 }

@@ -19,7 +19,8 @@ async fn every_route(app: &TestApp, user: &TestUser, conversation: &str) -> Vec<
         ),
         (
             format!("GET {base}/messages?after_seq=0"),
-            app.get(&format!("{base}/messages?after_seq=0"), token).await,
+            app.get(&format!("{base}/messages?after_seq=0"), token)
+                .await,
         ),
         (
             format!("POST {base}/messages"),
@@ -33,8 +34,13 @@ async fn every_route(app: &TestApp, user: &TestUser, conversation: &str) -> Vec<
         ),
         (
             format!("POST {base}/read"),
-            app.call(Method::POST, &format!("{base}/read"), token, Some(&json!({"seq": 1})))
-                .await,
+            app.call(
+                Method::POST,
+                &format!("{base}/read"),
+                token,
+                Some(&json!({"seq": 1})),
+            )
+            .await,
         ),
     ]
 }
@@ -45,7 +51,7 @@ async fn a_non_member_gets_the_same_404_as_for_a_conversation_that_does_not_exis
     let [alice, bob, eve] = app.register_users(["alice", "bob", "eve"]).await;
     let id = app.open_conversation(&alice, &bob).await;
     app.send(&alice, &id, "private").await;
-    let missing = uuid::Uuid::new_v4().to_string();
+    let missing = uuid::Uuid::now_v7().to_string();
 
     let on_real = every_route(&app, &eve, &id).await;
     let on_missing = every_route(&app, &eve, &missing).await;
@@ -53,13 +59,19 @@ async fn a_non_member_gets_the_same_404_as_for_a_conversation_that_does_not_exis
     for ((route, real), (_, absent)) in on_real.iter().zip(&on_missing) {
         real.expect_error(StatusCode::NOT_FOUND, "not_found");
         absent.expect_error(StatusCode::NOT_FOUND, "not_found");
-        assert_eq!(real.json, absent.json, "{route}: the bodies tell the two apart");
+        assert_eq!(
+            real.json, absent.json,
+            "{route}: the bodies tell the two apart"
+        );
     }
     // Eve's attempts wrote nothing: no message, no read position, and the next seq is 2.
     let history = app.all_history(&bob, &id).await;
     assert_eq!(seqs(&history), vec![1]);
     let for_bob = app.conversation(&bob, &id).await;
-    assert_eq!((&for_bob["read_seq"], &for_bob["peer_read_seq"]), (&json!(0), &json!(1)));
+    assert_eq!(
+        (&for_bob["read_seq"], &for_bob["peer_read_seq"]),
+        (&json!(0), &json!(1))
+    );
     assert_eq!(app.send(&bob, &id, "still private").await["seq"], 2);
 }
 
@@ -83,12 +95,24 @@ async fn a_non_member_learns_nothing_from_events_sync_or_the_list() {
     }
     assert_eq!(
         kinds,
-        vec![json!("message.created"), json!("message.created"), json!("conversation.read")]
+        vec![
+            json!("message.created"),
+            json!("message.created"),
+            json!("conversation.read")
+        ]
     );
-    eve_ws.assert_nothing_pending(Duration::from_millis(200)).await;
+    eve_ws
+        .assert_nothing_pending(Duration::from_millis(200))
+        .await;
 
-    assert_eq!(app.sync(&eve, 0).await, json!({"changes": [], "cursor": 0, "has_more": false}));
-    assert_eq!(app.list(&eve, "").await, json!({"items": [], "next_cursor": null}));
+    assert_eq!(
+        app.sync(&eve, 0).await,
+        json!({"changes": [], "cursor": 0, "has_more": false})
+    );
+    assert_eq!(
+        app.list(&eve, "").await,
+        json!({"items": [], "next_cursor": null})
+    );
     let mut again = app.ws_connect(&eve, Some(0)).await;
     assert_eq!(again.next().await, json!({"type": "ready", "cursor": 0}));
     // And the message really was sent.

@@ -48,23 +48,48 @@ async fn a_restart_keeps_accounts_sessions_messages_positions_and_cursors() {
 
     let app = app.restart().await;
 
-    assert_eq!(snapshot(&app, &alice, &id).await, alice_before, "alice's state changed");
-    assert_eq!(snapshot(&app, &bob, &id).await, bob_before, "bob's state changed");
-    let session = app.login("alice", PASSWORD).await.expect(StatusCode::CREATED);
+    assert_eq!(
+        snapshot(&app, &alice, &id).await,
+        alice_before,
+        "alice's state changed"
+    );
+    assert_eq!(
+        snapshot(&app, &bob, &id).await,
+        bob_before,
+        "bob's state changed"
+    );
+    let session = app
+        .login("alice", PASSWORD)
+        .await
+        .expect(StatusCode::CREATED);
     assert_eq!(session["user"], alice_before["me"]);
     app.try_register(&json!({"handle": "alice", "password": PASSWORD}))
         .await
         .expect_error(StatusCode::CONFLICT, "handle_taken");
     let next = app.send(&bob, &id, "after the restart").await;
     assert_eq!(next["seq"], 5);
-    assert_eq!(app.try_open(&alice, "bob").await.expect(StatusCode::OK)["id"], id.as_str());
+    assert_eq!(
+        app.try_open(&alice, "bob").await.expect(StatusCode::OK)["id"],
+        id.as_str()
+    );
     let synced = eventually("the new message to reach alice's inbox", || async {
-        let page = app.sync(&alice, alice_before["sync"]["cursor"].as_i64().expect("a cursor")).await;
+        let page = app
+            .sync(
+                &alice,
+                alice_before["sync"]["cursor"].as_i64().expect("a cursor"),
+            )
+            .await;
         (page["changes"][0]["last_seq"] == 5).then_some(page)
     })
     .await;
-    assert!(synced["cursor"].as_i64() > alice_before["sync"]["cursor"].as_i64(), "cursors continue to grow");
-    assert_eq!(seqs(&app.all_history(&alice, &id).await), vec![1, 2, 3, 4, 5]);
+    assert!(
+        synced["cursor"].as_i64() > alice_before["sync"]["cursor"].as_i64(),
+        "cursors continue to grow"
+    );
+    assert_eq!(
+        seqs(&app.all_history(&alice, &id).await),
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

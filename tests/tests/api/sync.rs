@@ -3,10 +3,17 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_conversation_shape, assert_keys, eventually, spawn_app};
+use crate::helpers::{
+    TestApp, TestUser, assert_conversation_shape, assert_keys, eventually, spawn_app,
+};
 
 /// Polls sync until every conversation in `expected` shows the given `last_seq`.
-async fn settled_sync(app: &TestApp, user: &TestUser, since: i64, expected: &[(&str, i64)]) -> Value {
+async fn settled_sync(
+    app: &TestApp,
+    user: &TestUser,
+    since: i64,
+    expected: &[(&str, i64)],
+) -> Value {
     eventually("sync to show every change", || async {
         let page = app.sync(user, since).await;
         let changes = page["changes"].as_array().cloned().unwrap_or_default();
@@ -48,7 +55,10 @@ async fn sync_without_since_starts_from_the_beginning() {
     app.send(&alice, &id, "hi").await;
     let from_zero = settled_sync(&app, &alice, 0, &[(&id, 1)]).await;
 
-    let without = app.get("/v1/sync", Some(&alice.token)).await.expect(StatusCode::OK);
+    let without = app
+        .get("/v1/sync", Some(&alice.token))
+        .await
+        .expect(StatusCode::OK);
 
     assert_eq!(without, from_zero);
 }
@@ -65,7 +75,11 @@ async fn sync_returns_exactly_the_changed_conversations_and_a_cursor_that_yields
     let everything = settled_sync(&app, &alice, 0, &[(&with_bob, 1), (&with_carol, 1)]).await;
     assert_keys(&everything, &["changes", "cursor", "has_more"]);
     assert_eq!(everything["has_more"], false);
-    assert_eq!(ids(&everything), vec![with_bob.clone(), with_carol.clone()], "oldest change first");
+    assert_eq!(
+        ids(&everything),
+        vec![with_bob.clone(), with_carol.clone()],
+        "oldest change first"
+    );
     let changes = everything["changes"].as_array().expect("changes");
     for change in changes {
         assert_conversation_shape(change);
@@ -78,7 +92,10 @@ async fn sync_returns_exactly_the_changed_conversations_and_a_cursor_that_yields
     );
 
     let nothing_new = app.sync(&alice, cursor).await;
-    assert_eq!(nothing_new, json!({"changes": [], "cursor": cursor, "has_more": false}));
+    assert_eq!(
+        nothing_new,
+        json!({"changes": [], "cursor": cursor, "has_more": false})
+    );
 
     // Bob answers in one conversation: only that one comes back.
     let answer = app.send(&bob, &with_bob, "hi alice").await;
@@ -102,7 +119,9 @@ async fn sync_returns_exactly_the_changed_conversations_and_a_cursor_that_yields
 #[tokio::test(flavor = "multi_thread")]
 async fn sync_pages_by_limit_neither_repeat_nor_skip() {
     let app = spawn_app().await;
-    let [me, p1, p2, p3] = app.register_users(["me", "p1", "p2", "p3"]).await;
+    let [me, p1, p2, p3] = app
+        .register_users(["myself", "peer1", "peer2", "peer3"])
+        .await;
     let mut expected = Vec::new();
     for peer in [&p1, &p2, &p3] {
         let id = app.open_conversation(&me, peer).await;

@@ -1,0 +1,86 @@
+//! Liveness, readiness and the Prometheus page.
+
+use std::sync::Arc;
+
+use poem::handler;
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::state::AppState;
+
+pub struct HealthApi {
+    pub state: Arc<AppState>,
+}
+
+/// `{"status": "ok"}` or `{"status": "unavailable"}`.
+#[derive(Object)]
+#[oai(rename = "Health")]
+pub struct HealthBody {
+    pub status: String,
+}
+
+impl HealthBody {
+    fn new(status: &str) -> Json<Self> {
+        Json(Self {
+            status: status.to_owned(),
+        })
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum LiveResponse {
+    /// The process is up.
+    #[oai(status = 200)]
+    Ok(Json<HealthBody>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// Storage answers: the process can serve requests.
+    #[oai(status = 200)]
+    Ok(Json<HealthBody>),
+    /// Storage does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<HealthBody>),
+}
+
+#[OpenApi]
+impl HealthApi {
+    /// Whether the process is up.
+    #[oai(
+        path = "/health/live",
+        method = "get",
+        tag = "ApiTags::Health",
+        operation_id = "live"
+    )]
+    async fn live(&self) -> LiveResponse {
+        LiveResponse::Ok(HealthBody::new("ok"))
+    }
+
+    /// Whether the process can serve requests: storage answers a trivial query.
+    #[oai(
+        path = "/health/ready",
+        method = "get",
+        tag = "ApiTags::Health",
+        operation_id = "ready"
+    )]
+    async fn ready(&self) -> ReadyResponse {
+        match self.state.storage.ping().await {
+            Ok(()) => ReadyResponse::Ok(HealthBody::new("ok")),
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "readiness check failed");
+                ReadyResponse::Unavailable(HealthBody::new("unavailable"))
+            }
+        }
+    }
+}
+
+/// `GET /metrics`: every metric of this process in the Prometheus text format.
+#[handler]
+pub fn metrics(state: Data<&Arc<AppState>>) -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,194 @@
+//! Wiring: settings → adapters → services → HTTP server and background workers.
+//!
+//! Tests start the server exactly as `main` does: `Application::build(settings)`, then
+//! `port()` and `run_until_stopped()`, with `shutdown_handle()` to stop it.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use duet_adapters::crypto::Argon2Credentials;
+use duet_adapters::memory::{DirectQueue, MemoryLiveBus};
+use duet_adapters::sql::SqlStorage;
+use duet_domain::accounts::{AccountService, AccountStore};
+use duet_domain::conversations::{ConversationService, ConversationStore};
+use duet_domain::events::{Delivery, LiveBus, Outbox, Relay};
+use duet_domain::inbox::{InboxService, InboxStore};
+use poem::Server;
+use poem::endpoint::BoxEndpoint;
+use poem::listener::TcpAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{DeliveryKind, Settings};
+use crate::rate_limit::AuthRateLimiter;
+use crate::state::AppState;
+use crate::{api, storage, telemetry, workers};
+
+/// Live events buffered per connected user before a slow subscriber is told it lagged (it
+/// then catches up from its feed).
+const LIVE_BUFFER: usize = 1024;
+
+/// A built server: storage connected and migrated, services wired, port bound. Nothing runs
+/// until [`Application::run_until_stopped`].
+pub struct Application {
+    acceptor: TcpAcceptor,
+    port: u16,
+    endpoint: BoxEndpoint<'static>,
+    state: Arc<AppState>,
+    relay: Arc<Relay>,
+    inbox: Arc<dyn InboxStore>,
+    storage: SqlStorage,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connects storage (migrating if `storage.migrate_on_start`), builds the services and
+    /// binds `server.host:server.port` (port 0 picks a free one).
+    ///
+    /// # Errors
+    /// When storage cannot be reached or migrated, or the address cannot be bound.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let storage = storage::connect(&settings.storage, settings.storage.migrate_on_start)
+            .await
+            .context("connecting to storage")?;
+        match Self::assemble(settings, storage.clone()).await {
+            Ok(app) => Ok(app),
+            Err(err) => {
+                storage.close().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn assemble(settings: Settings, storage: SqlStorage) -> anyhow::Result<Self> {
+        let accounts: Arc<dyn AccountStore> = Arc::new(storage.clone());
+        let conversations: Arc<dyn ConversationStore> = Arc::new(storage.clone());
+        let inbox: Arc<dyn InboxStore> = Arc::new(storage.clone());
+        let outbox: Arc<dyn Outbox> = Arc::new(storage.clone());
+
+        let live: Arc<dyn LiveBus> = match settings.delivery.kind {
+            DeliveryKind::Memory => Arc::new(MemoryLiveBus::new(LIVE_BUFFER)),
+        };
+        let delivery = Delivery::new(inbox.clone(), live.clone());
+        let queue = Arc::new(DirectQueue::new(Arc::new(delivery)));
+        let relay = Arc::new(Relay::new(outbox, queue, settings.delivery.relay_batch));
+
+        let session_ttl = chrono::Duration::hours(i64::from(settings.auth.session_ttl_hours));
+        let attempts = NonZeroU32::new(settings.auth.attempts_per_minute)
+            .context("auth.attempts_per_minute must be at least 1")?;
+        let state = Arc::new(AppState {
+            accounts: AccountService::new(
+                accounts.clone(),
+                Arc::new(Argon2Credentials::new()),
+                session_ttl,
+            ),
+            conversations: ConversationService::new(
+                accounts.clone(),
+                conversations,
+                inbox.clone(),
+                live.clone(),
+            ),
+            inbox: InboxService::new(accounts, inbox.clone()),
+            live,
+            storage: storage.clone(),
+            auth_limiter: AuthRateLimiter::new(attempts),
+            metrics: telemetry::metrics_handle(),
+            server: settings.server.clone(),
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+        });
+
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {}:{}", address.0, address.1))?;
+        let port = listener.local_addr()?.port();
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+
+        Ok(Self {
+            acceptor,
+            port,
+            endpoint: api::endpoint(state.clone()),
+            state,
+            relay,
+            inbox,
+            storage,
+            settings,
+        })
+    }
+
+    /// The bound port (the real one when `server.port` was 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token stops the server, the workers and every open WebSocket.
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled (or the server fails), then lets in-flight
+    /// requests finish (up to `server.shutdown_timeout_secs`), waits for the workers and
+    /// WebSocket sessions, and closes the storage pools, so the same database can be opened
+    /// again at once.
+    ///
+    /// # Errors
+    /// When the HTTP server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            acceptor,
+            port,
+            endpoint,
+            state,
+            relay,
+            inbox,
+            storage,
+            settings,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        let grace = Duration::from_secs(settings.server.shutdown_timeout_secs);
+        let delivery = &settings.delivery;
+
+        let workers = TaskTracker::new();
+        workers.spawn(workers::relay(
+            relay,
+            Duration::from_millis(delivery.relay_poll_ms),
+            shutdown.clone(),
+        ));
+        workers.spawn(workers::prune_feeds(
+            inbox,
+            Duration::from_secs(delivery.prune_interval_secs),
+            chrono::Duration::days(i64::from(delivery.feed_retention_days)),
+            shutdown.clone(),
+        ));
+        workers.spawn(workers::metrics_upkeep(
+            state.metrics.clone(),
+            shutdown.clone(),
+        ));
+        workers.close();
+
+        tracing::info!(port, "duet is serving");
+        let served = Server::new_with_acceptor(acceptor)
+            .name("duet")
+            .run_with_graceful_shutdown(endpoint, shutdown.clone().cancelled_owned(), Some(grace))
+            .await;
+
+        // The server may also have stopped on its own (an accept error): stop everything else.
+        shutdown.cancel();
+        state.sessions.close();
+        if tokio::time::timeout(grace, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some WebSocket sessions did not end in time");
+        }
+        if tokio::time::timeout(grace, workers.wait()).await.is_err() {
+            tracing::warn!("some background workers did not stop in time");
+        }
+        storage.close().await;
+        tracing::info!("duet stopped");
+        served.context("HTTP server failed")
+    }
+}

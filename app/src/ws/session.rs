@@ -1,0 +1,246 @@
+//! One WebSocket connection: authenticate, subscribe, replay, ready, then live.
+//!
+//! The order is what makes the stream gap-free: the live subscription starts *before* the
+//! replay reads the feed, so an event committed meanwhile is in one or the other (or both);
+//! `last_sent` then drops every feed event the client already has. A lagging subscription
+//! catches up from the feed the same way. The feed is the truth; live push only makes it fast.
+
+use std::sync::Arc;
+
+use duet_domain::ConversationId;
+use duet_domain::accounts::Caller;
+use duet_domain::events::{LiveEvent, LiveItem};
+use duet_domain::inbox::Replay;
+use futures::StreamExt;
+use futures::stream::SplitStream;
+use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+
+use super::first_frame::first_frame_auth;
+use super::frames::{ClientFrame, ServerFrame, event_text};
+use super::outbound::{Closed, Outbound};
+use crate::api::errors::ApiError;
+use crate::state::AppState;
+
+/// Feed events read per replay query.
+const REPLAY_PAGE: u32 = 500;
+/// Bounds the resync answers of one catch-up, should storage keep asking for one.
+const MAX_RESYNCS: u32 = 3;
+
+/// Runs a connection to its end. `caller` is set when the upgrade request carried a valid
+/// token; otherwise the first frame must authenticate.
+pub async fn run(
+    socket: WebSocketStream,
+    state: Arc<AppState>,
+    caller: Option<Caller>,
+    since: Option<i64>,
+) {
+    let (sink, mut inbound) = socket.split();
+    let mut out = Outbound {
+        sink,
+        shutdown: state.shutdown.clone(),
+    };
+    let caller = match caller {
+        Some(caller) => caller,
+        None => match first_frame_auth(&state, &mut inbound, &mut out).await {
+            Some(caller) => caller,
+            None => return,
+        },
+    };
+    let _gauge = LiveGauge::open();
+    tracing::debug!(user = %caller.user_id, ?since, "event stream opened");
+    let mut session = Session {
+        state,
+        caller,
+        out,
+        last_sent: 0,
+    };
+    let _ = session.serve(inbound, since).await;
+    tracing::debug!(user = %caller.user_id, "event stream closed");
+}
+
+/// An authenticated connection.
+struct Session {
+    state: Arc<AppState>,
+    caller: Caller,
+    out: Outbound,
+    /// The newest feed cursor the client has been sent (or told to resync to).
+    last_sent: i64,
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        mut inbound: SplitStream<WebSocketStream>,
+        since: Option<i64>,
+    ) -> Result<(), Closed> {
+        let mut live = self.state.live.subscribe(self.caller.user_id).await;
+        match since {
+            Some(since) => {
+                self.last_sent = since;
+                self.catch_up().await?;
+            }
+            None => {
+                self.last_sent = match self.state.inbox.latest_cursor(self.caller).await {
+                    Ok(cursor) => cursor,
+                    Err(err) => return Err(self.fail(err.into()).await),
+                };
+            }
+        }
+        self.out
+            .send(
+                ServerFrame::Ready {
+                    cursor: self.last_sent,
+                }
+                .to_text(),
+            )
+            .await?;
+        loop {
+            tokio::select! {
+                () = self.out.shutdown.cancelled() => {
+                    self.out.close(CloseCode::Away, "server shutting down").await;
+                    return Ok(());
+                }
+                item = live.next() => match item {
+                    Some(LiveItem::Event(event)) => self.forward(event).await?,
+                    Some(LiveItem::Lagged) => self.catch_up().await?,
+                    None => {
+                        self.out.close(CloseCode::Again, "event stream ended").await;
+                        return Ok(());
+                    }
+                },
+                frame = inbound.next() => match frame {
+                    Some(Ok(Message::Text(text))) => self.on_client_frame(&text).await?,
+                    Some(Ok(Message::Binary(_))) => {
+                        self.send(ServerFrame::error("bad_request", "frames must be JSON text"))
+                            .await?;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => {
+                        // tungstenite queued the close reply; flush it so the client sees a
+                        // clean close rather than a dropped connection.
+                        self.out.finish().await;
+                        return Ok(());
+                    }
+                    Some(Err(err)) => {
+                        tracing::debug!(%err, "event stream read failed");
+                        // tungstenite reports a frame over `server.ws_max_message_bytes` as
+                        // a capacity error ("Space limit exceeded").
+                        let code = if err.to_string().contains("Space limit") {
+                            CloseCode::Size
+                        } else {
+                            CloseCode::Protocol
+                        };
+                        self.out.close(code, "frame refused").await;
+                        return Ok(());
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends every feed event after `last_sent` from the database, answering `resync` when
+    /// they cannot be replayed.
+    async fn catch_up(&mut self) -> Result<(), Closed> {
+        let mut resyncs = 0;
+        loop {
+            let replay = self
+                .state
+                .inbox
+                .replay(self.caller, self.last_sent, REPLAY_PAGE)
+                .await;
+            match replay {
+                Err(err) => return Err(self.fail(err.into()).await),
+                Ok(Replay::Events(events)) => {
+                    let full_page = events.len() >= REPLAY_PAGE as usize;
+                    let before = self.last_sent;
+                    for event in events {
+                        self.forward(LiveEvent::Feed(event)).await?;
+                    }
+                    if !full_page || self.last_sent == before {
+                        return Ok(());
+                    }
+                }
+                Ok(Replay::ResyncRequired { latest }) => {
+                    resyncs += 1;
+                    if resyncs > MAX_RESYNCS {
+                        return Ok(());
+                    }
+                    self.send(ServerFrame::Resync { cursor: latest }).await?;
+                    self.last_sent = latest;
+                }
+            }
+        }
+    }
+
+    /// Sends an event unless it is a feed event the client already has.
+    async fn forward(&mut self, event: LiveEvent) -> Result<(), Closed> {
+        let cursor = match &event {
+            LiveEvent::Feed(feed) if feed.cursor <= self.last_sent => return Ok(()),
+            LiveEvent::Feed(feed) => Some(feed.cursor),
+            LiveEvent::Ephemeral(_) => None,
+        };
+        let text = event_text(&event).map_err(|err| {
+            tracing::error!(%err, "cannot serialize a live event");
+            Closed
+        })?;
+        self.out.send(text).await?;
+        if let Some(cursor) = cursor {
+            self.last_sent = cursor;
+        }
+        Ok(())
+    }
+
+    async fn on_client_frame(&mut self, text: &str) -> Result<(), Closed> {
+        match serde_json::from_str::<ClientFrame>(text) {
+            Ok(ClientFrame::Ping) => self.send(ServerFrame::Pong).await,
+            Ok(ClientFrame::Typing { conversation_id }) => {
+                let typed = self
+                    .state
+                    .conversations
+                    .typing(self.caller, ConversationId(conversation_id))
+                    .await;
+                match typed {
+                    Ok(()) => Ok(()),
+                    Err(err) => self.send(ServerFrame::from_api_error(&err.into())).await,
+                }
+            }
+            Ok(ClientFrame::Auth { .. }) => {
+                self.send(ServerFrame::error("bad_request", "already authenticated"))
+                    .await
+            }
+            Err(err) => {
+                self.send(ServerFrame::error(
+                    "bad_request",
+                    format!("malformed frame: {err}"),
+                ))
+                .await
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: ServerFrame) -> Result<(), Closed> {
+        self.out.send(frame.to_text()).await
+    }
+
+    /// Tells the client why the stream stops (storage trouble) and closes it.
+    async fn fail(&mut self, err: ApiError) -> Closed {
+        self.out.reject(ServerFrame::from_api_error(&err)).await;
+        Closed
+    }
+}
+
+/// Counts authenticated connections in `duet_live_connections` for as long as it lives.
+struct LiveGauge;
+
+impl LiveGauge {
+    fn open() -> Self {
+        metrics::gauge!("duet_live_connections").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for LiveGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("duet_live_connections").decrement(1.0);
+    }
+}
