@@ -1,5 +1,4 @@
 use async_trait::async_trait;
-use chrono::Utc;
 use duet_domain::conversations::{
     Appended, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message, NewMessage,
 };
@@ -263,7 +262,7 @@ impl ConversationStore for SqlStorage {
                     reader_id: reader,
                     read_seq: seq,
                 },
-                Utc::now(),
+                duet_domain::clock::now(),
             );
             write_outbox(&txn, &event).await?;
         }

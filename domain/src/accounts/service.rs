@@ -81,7 +81,7 @@ impl AccountService {
             id: UserId::generate(),
             handle,
             display_name,
-            created_at: Utc::now(),
+            created_at: crate::clock::now(),
         };
         match self
             .store
@@ -112,7 +112,7 @@ impl AccountService {
             return Err(AccountError::WrongCredentials);
         };
         let token = self.credentials.new_token(user.id);
-        let now = Utc::now();
+        let now = crate::clock::now();
         let expires_at = now + self.session_ttl;
         self.store
             .create_session(Session {
@@ -141,7 +141,7 @@ impl AccountService {
         let hash = self.credentials.token_hash(token);
         let session = self.store.session(user_id, &hash).await?;
         Ok(session
-            .filter(|s| s.expires_at > Utc::now())
+            .filter(|s| s.expires_at > crate::clock::now())
             .map(|s| Caller { user_id: s.user_id }))
     }
 

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::InvalidInput;
 use crate::{ConversationId, MessageId, UserId};
 
-/// A message body: not blank, at most 4096 bytes of UTF-8.
+/// A message body: not blank, no NUL (PostgreSQL text cannot hold one), at most 4096 bytes
+/// of UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
 
@@ -16,6 +17,9 @@ impl MessageBody {
     pub fn parse(raw: String) -> Result<Self, InvalidInput> {
         if raw.trim().is_empty() {
             return Err(InvalidInput::new("body", "must not be empty"));
+        }
+        if raw.contains('\0') {
+            return Err(InvalidInput::new("body", "may not contain NUL characters"));
         }
         if raw.len() > Self::MAX_BYTES {
             return Err(InvalidInput::new(

@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use chrono::Utc;
 use tracing::instrument;
 
 use super::{
@@ -77,7 +76,7 @@ impl ConversationService {
             )
             .into());
         }
-        let now = Utc::now();
+        let now = crate::clock::now();
         let (conversation, created) = self
             .conversations
             .open(Conversation::new_between(caller.user_id, peer, now))
@@ -123,7 +122,7 @@ impl ConversationService {
             sender_id: caller.user_id,
             client_msg_id: client_msg_id.into_inner(),
             body: body.into_inner(),
-            created_at: Utc::now(),
+            created_at: crate::clock::now(),
         };
         self.conversations
             .append(message)

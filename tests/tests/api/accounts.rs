@@ -346,26 +346,3 @@ async fn registering_the_same_handle_concurrently_creates_one_user() {
         .expect(StatusCode::CREATED);
     assert_eq!(session["user"], created[0].json);
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_attempt_limit_applies_to_login_and_registration_only() {
-    let app = spawn_app_with(&[("auth.attempts_per_minute", "3")]).await;
-    let alice = app.register_and_login("alice").await;
-
-    // Whether registration and login share one budget or not, the third wrong login at the
-    // latest is over the limit of three.
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        statuses.push(app.login("alice", "wrong password").await.status);
-    }
-
-    assert_eq!(
-        statuses.last(),
-        Some(&StatusCode::TOO_MANY_REQUESTS),
-        "{statuses:?}"
-    );
-    for _ in 0..5 {
-        let me = app.get("/v1/me", Some(&alice.token)).await;
-        assert_eq!(me.status, StatusCode::OK, "{}", me.text);
-    }
-}

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{PASSWORD, Reply, TestApp, TestUser};
+use super::{PASSWORD, Reply, TestApp, TestUser, eventually};
 
 impl TestApp {
     // ---- accounts ----
@@ -182,5 +182,26 @@ impl TestApp {
         self.get(&format!("/v1/sync?since={since}"), Some(&user.token))
             .await
             .expect(StatusCode::OK)
+    }
+
+    /// Waits until `user`'s inbox shows `last_seq` for the conversation: delivery has run.
+    pub async fn delivered(&self, user: &TestUser, conversation: &str, last_seq: i64) -> i64 {
+        eventually("delivery to reach the inbox", || async {
+            let page = self.sync(user, 0).await;
+            let found = page["changes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["id"] == conversation && c["last_seq"] == last_seq);
+            found.then(|| page["cursor"].as_i64().expect("a cursor"))
+        })
+        .await
+    }
+
+    /// Alice and Bob, logged in, with a conversation: the fixture many tests need.
+    pub async fn alice_and_bob(&self) -> (TestUser, TestUser, String) {
+        let [alice, bob] = self.register_users(["alice", "bob"]).await;
+        let id = self.open_conversation(&alice, &bob).await;
+        (alice, bob, id)
     }
 }

@@ -139,3 +139,14 @@ pub fn seqs(items: &[Value]) -> Vec<i64> {
         })
         .collect()
 }
+
+/// Asserts a `message.created` frame for `message`.
+#[track_caller]
+pub fn assert_message_event(frame: &Value, message: &Value) {
+    assert_keys(frame, &["type", "cursor", "message", "created_at"]);
+    assert_eq!(frame["type"], "message.created");
+    assert!(frame["cursor"].is_i64(), "{frame}");
+    assert_message_shape(&frame["message"]);
+    assert_eq!(&frame["message"], message);
+    assert_utc_timestamp(&frame["created_at"]);
+}

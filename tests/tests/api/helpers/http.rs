@@ -124,6 +124,13 @@ impl TestApp {
     }
 }
 
+impl Reply {
+    /// Reads a response sent with the client directly (for unusual headers).
+    pub async fn read(response: reqwest::Response) -> Reply {
+        into_reply(response).await
+    }
+}
+
 async fn into_reply(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
