@@ -92,8 +92,40 @@ pub struct SqliteSettings {
 pub struct PostgresSettings {
     /// `postgres://user@host:port/db`; required when `kind = "postgres"`.
     pub url: Option<Secret>,
-    /// Pool size.
+    /// Pool size (per database: the primary and each replica).
     pub max_connections: u32,
+    /// Streaming read replicas of the primary: a list, or one comma-separated string (handy
+    /// in `DUET__STORAGE__POSTGRES__REPLICAS`). Reads go to a replica that has replayed the
+    /// last write this process made to the same conversation or user; otherwise the primary.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub replicas: Vec<Secret>,
+    /// A replica further behind the primary than this many WAL bytes leaves the rotation.
+    pub max_replica_lag_bytes: u64,
+    /// How often replicas are measured (lag, health).
+    pub replica_check_interval_ms: u64,
+}
+
+/// Accepts `["a", "b"]` or `"a,b"` (blank items dropped).
+fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Vec<Secret>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    let items = match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(joined) => joined.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .map(Secret::new)
+        .collect())
 }
 
 /// How durable events travel from the outbox to inboxes and devices.
@@ -279,6 +311,28 @@ mod tests {
             format!("{err:#}").contains("storage.postgres.url"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn replicas_are_taken_from_a_comma_separated_string() {
+        let settings = Settings::load(
+            &Profile::None,
+            &[(
+                "storage.postgres.replicas",
+                "postgres://a/db, postgres://b/db",
+            )],
+        )
+        .expect("loads");
+        let replicas: Vec<_> = settings
+            .storage
+            .postgres
+            .replicas
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(replicas, ["postgres://a/db", "postgres://b/db"]);
+        let none = Settings::load(&Profile::None, &[]).expect("loads");
+        assert!(none.storage.postgres.replicas.is_empty());
     }
 
     #[test]

@@ -24,6 +24,16 @@ pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
                 .expose()
                 .to_owned(),
             max_connections: settings.postgres.max_connections,
+            replicas: settings
+                .postgres
+                .replicas
+                .iter()
+                .map(|url| url.expose().to_owned())
+                .collect(),
+            max_replica_lag_bytes: settings.postgres.max_replica_lag_bytes,
+            replica_check_interval: std::time::Duration::from_millis(
+                settings.postgres.replica_check_interval_ms.max(10),
+            ),
         },
     };
     Ok(SqlOptions {

@@ -32,19 +32,20 @@ impl AccountStore for SqlStorage {
             handle: Set(user.handle.as_str().to_owned()),
             user_id: Set(user.id.0),
         };
-        let handle_shard = self.router.for_handle(&user.handle);
+        let handle_route = self.router.for_handle(&user.handle);
         let claimed = handles::Entity::insert(claim)
             .on_conflict_do_nothing_on([handles::Column::Handle])
-            .exec(&handle_shard.writer)
+            .exec(handle_route.writer())
             .await
             .map_err(from_db)?;
         if matches!(claimed, TryInsertResult::Conflicted) {
             return Ok(CreatedUser::HandleTaken);
         }
+        handle_route.wrote().await;
 
-        let user_shard = self.router.for_user(user.id);
+        let user_route = self.router.for_user(user.id);
         let stored = async {
-            let txn = user_shard.writer.begin().await?;
+            let txn = user_route.writer().begin().await?;
             users::Entity::insert(users::ActiveModel {
                 id: Set(user.id.0),
                 handle: Set(user.handle.as_str().to_owned()),
@@ -67,35 +68,46 @@ impl AccountStore for SqlStorage {
         if let Err(err) = stored {
             // Give the handle back, or it would stay claimed by nobody.
             let _ = handles::Entity::delete_by_id(user.handle.as_str().to_owned())
-                .exec(&handle_shard.writer)
+                .exec(handle_route.writer())
                 .await;
             return Err(from_db(err));
         }
+        user_route.wrote().await;
         Ok(CreatedUser::Created(user))
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let shard = self.router.for_user(id);
-        Ok(users::Entity::find_by_id(id.0)
-            .one(&shard.reader)
+        Ok(self
+            .router
+            .for_user(id)
+            .read(|db| async move { users::Entity::find_by_id(id.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map(to_user))
     }
 
     async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
-        let mut by_shard: BTreeMap<usize, Vec<uuid::Uuid>> = BTreeMap::new();
+        let mut by_shard: BTreeMap<usize, (Vec<uuid::Uuid>, Vec<usize>)> = BTreeMap::new();
         for id in ids {
-            by_shard
-                .entry(self.router.for_user(*id).index)
-                .or_default()
-                .push(id.0);
+            let route = self.router.for_user(*id);
+            let (ids, slots) = by_shard.entry(route.shard.index).or_default();
+            ids.push(id.0);
+            slots.push(route.slot);
         }
         let mut found = Vec::with_capacity(ids.len());
-        for (index, ids) in by_shard {
-            let rows = users::Entity::find()
-                .filter(users::Column::Id.is_in(ids))
-                .all(&self.router.shard(index).reader)
+        for (index, (ids, slots)) in by_shard {
+            let rows = self
+                .router
+                .shard(index)
+                .read(&slots, |db| {
+                    let ids = ids.clone();
+                    async move {
+                        users::Entity::find()
+                            .filter(users::Column::Id.is_in(ids))
+                            .all(&db)
+                            .await
+                    }
+                })
                 .await
                 .map_err(from_db)?;
             found.extend(rows.into_iter().map(to_user));
@@ -104,9 +116,11 @@ impl AccountStore for SqlStorage {
     }
 
     async fn user_id_by_handle(&self, handle: &Handle) -> Result<Option<UserId>, StoreError> {
-        let shard = self.router.for_handle(handle);
-        Ok(handles::Entity::find_by_id(handle.as_str().to_owned())
-            .one(&shard.reader)
+        let key = handle.as_str();
+        Ok(self
+            .router
+            .for_handle(handle)
+            .read(|db| async move { handles::Entity::find_by_id(key).one(&db).await })
             .await
             .map_err(from_db)?
             .map(|row| UserId(row.user_id)))
@@ -116,9 +130,10 @@ impl AccountStore for SqlStorage {
         let Some(id) = self.user_id_by_handle(handle).await? else {
             return Ok(None);
         };
-        let shard = self.router.for_user(id);
-        Ok(users::Entity::find_by_id(id.0)
-            .one(&shard.reader)
+        Ok(self
+            .router
+            .for_user(id)
+            .read(|db| async move { users::Entity::find_by_id(id.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map(|row| {
@@ -128,24 +143,30 @@ impl AccountStore for SqlStorage {
     }
 
     async fn create_session(&self, session: Session) -> Result<(), StoreError> {
-        let shard = self.router.for_user(session.user_id);
+        let route = self.router.for_user(session.user_id);
         sessions::Entity::insert(sessions::ActiveModel {
             token_hash: Set(session.token_hash),
             user_id: Set(session.user_id.0),
             created_at: Set(session.created_at),
             expires_at: Set(session.expires_at),
         })
-        .exec_without_returning(&shard.writer)
+        .exec_without_returning(route.writer())
         .await
         .map_err(from_db)?;
+        route.wrote().await;
         Ok(())
     }
 
     async fn session(&self, user: UserId, token_hash: &str) -> Result<Option<Session>, StoreError> {
-        let shard = self.router.for_user(user);
-        Ok(sessions::Entity::find_by_id(token_hash.to_owned())
-            .filter(sessions::Column::UserId.eq(user.0))
-            .one(&shard.reader)
+        Ok(self
+            .router
+            .for_user(user)
+            .read(|db| async move {
+                sessions::Entity::find_by_id(token_hash)
+                    .filter(sessions::Column::UserId.eq(user.0))
+                    .one(&db)
+                    .await
+            })
             .await
             .map_err(from_db)?
             .map(|row| Session {
@@ -157,13 +178,14 @@ impl AccountStore for SqlStorage {
     }
 
     async fn delete_session(&self, user: UserId, token_hash: &str) -> Result<(), StoreError> {
-        let shard = self.router.for_user(user);
+        let route = self.router.for_user(user);
         sessions::Entity::delete_many()
             .filter(sessions::Column::TokenHash.eq(token_hash))
             .filter(sessions::Column::UserId.eq(user.0))
-            .exec(&shard.writer)
+            .exec(route.writer())
             .await
             .map_err(from_db)?;
+        route.wrote().await;
         Ok(())
     }
 }

@@ -86,8 +86,8 @@ enum AppendStep {
 
 impl SqlStorage {
     async fn append_in_txn(&self, new: &NewMessage) -> Result<AppendStep, StoreError> {
-        let shard = self.router.for_conversation(new.conversation_id);
-        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let route = self.router.for_conversation(new.conversation_id);
+        let txn = route.writer().begin().await.map_err(from_db)?;
 
         // Take the next seq first: the UPDATE locks the conversation row, so concurrent
         // appends to one conversation queue here and each sees the ones before it committed.
@@ -157,6 +157,7 @@ impl SqlStorage {
         );
         write_outbox(&txn, &event).await?;
         txn.commit().await.map_err(from_db)?;
+        route.wrote().await;
         self.outbox_signal.notify_one();
         Ok(AppendStep::Committed(message))
     }
@@ -165,7 +166,7 @@ impl SqlStorage {
 #[async_trait]
 impl ConversationStore for SqlStorage {
     async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError> {
-        let shard = self.router.for_conversation(conversation.id);
+        let route = self.router.for_conversation(conversation.id);
         let inserted = conversations::Entity::insert(conversations::ActiveModel {
             id: Set(conversation.id.0),
             user_lo: Set(conversation.members[0].0),
@@ -177,12 +178,15 @@ impl ConversationStore for SqlStorage {
             updated_at: Set(conversation.updated_at),
         })
         .on_conflict_do_nothing_on([conversations::Column::Id])
-        .exec_without_returning(&shard.writer)
+        .exec_without_returning(route.writer())
         .await
         .map_err(from_db)?;
         let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0);
+        if created {
+            route.wrote().await;
+        }
         let stored = conversations::Entity::find_by_id(conversation.id.0)
-            .one(&shard.writer)
+            .one(route.writer())
             .await
             .map_err(from_db)?
             .map(to_conversation)
@@ -191,9 +195,10 @@ impl ConversationStore for SqlStorage {
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
-        let shard = self.router.for_conversation(id);
-        Ok(conversations::Entity::find_by_id(id.0)
-            .one(&shard.reader)
+        Ok(self
+            .router
+            .for_conversation(id)
+            .read(|db| async move { conversations::Entity::find_by_id(id.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map(to_conversation))
@@ -206,8 +211,8 @@ impl ConversationStore for SqlStorage {
             AppendStep::Replayed(message) => Ok(Some(Appended::Replayed(message))),
             AppendStep::Missing => Ok(None),
             AppendStep::LostRace => {
-                let shard = self.router.for_conversation(new.conversation_id);
-                let original = find_by_client_id(&shard.writer, &new)
+                let route = self.router.for_conversation(new.conversation_id);
+                let original = find_by_client_id(route.writer(), &new)
                     .await
                     .map_err(from_db)?
                     .ok_or_else(|| {
@@ -227,8 +232,8 @@ impl ConversationStore for SqlStorage {
         reader: UserId,
         seq: i64,
     ) -> Result<Option<MarkedRead>, StoreError> {
-        let shard = self.router.for_conversation(id);
-        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let route = self.router.for_conversation(id);
+        let txn = route.writer().begin().await.map_err(from_db)?;
         let Some(row) = conversations::Entity::find_by_id(id.0)
             .one(&txn)
             .await
@@ -274,6 +279,7 @@ impl ConversationStore for SqlStorage {
             .unwrap_or(conversation);
         txn.commit().await.map_err(from_db)?;
         if moved {
+            route.wrote().await;
             self.outbox_signal.notify_one();
         }
         Ok(Some(MarkedRead::Done(current)))
@@ -284,7 +290,6 @@ impl ConversationStore for SqlStorage {
         id: ConversationId,
         query: HistoryQuery,
     ) -> Result<Vec<Message>, StoreError> {
-        let shard = self.router.for_conversation(id);
         let mut select = messages::Entity::find().filter(messages::Column::ConversationId.eq(id.0));
         if let Some(before) = query.before_seq {
             select = select.filter(messages::Column::Seq.lt(before));
@@ -295,9 +300,14 @@ impl ConversationStore for SqlStorage {
                 .order_by_asc(messages::Column::Seq),
             None => select.order_by_desc(messages::Column::Seq),
         };
-        Ok(select
-            .limit(u64::from(query.limit) + 1)
-            .all(&shard.reader)
+        let select = select.limit(u64::from(query.limit) + 1);
+        Ok(self
+            .router
+            .for_conversation(id)
+            .read(|db| {
+                let select = select.clone();
+                async move { select.all(&db).await }
+            })
             .await
             .map_err(from_db)?
             .into_iter()
@@ -306,11 +316,16 @@ impl ConversationStore for SqlStorage {
     }
 
     async fn message(&self, id: ConversationId, seq: i64) -> Result<Option<Message>, StoreError> {
-        let shard = self.router.for_conversation(id);
-        Ok(messages::Entity::find()
-            .filter(messages::Column::ConversationId.eq(id.0))
-            .filter(messages::Column::Seq.eq(seq))
-            .one(&shard.reader)
+        Ok(self
+            .router
+            .for_conversation(id)
+            .read(|db| async move {
+                messages::Entity::find()
+                    .filter(messages::Column::ConversationId.eq(id.0))
+                    .filter(messages::Column::Seq.eq(seq))
+                    .one(&db)
+                    .await
+            })
             .await
             .map_err(from_db)?
             .map(to_message))

@@ -214,15 +214,15 @@ impl InboxStore for SqlStorage {
         peer: UserId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let shard = self.router.for_user(user);
+        let route = self.router.for_user(user);
         let existing = inbox_entries::Entity::find_by_id((user.0, conversation.0))
-            .one(&shard.writer)
+            .one(route.writer())
             .await
             .map_err(from_db)?;
         if existing.is_some() {
             return Ok(());
         }
-        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let txn = route.writer().begin().await.map_err(from_db)?;
         let cursor = next_cursor(&txn, user).await?;
         let mut entry = empty_entry(user, conversation, peer, at);
         entry.version = cursor;
@@ -237,6 +237,7 @@ impl InboxStore for SqlStorage {
             .map_err(from_db)?;
         if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
             txn.commit().await.map_err(from_db)?;
+            route.wrote().await;
         }
         Ok(())
     }
@@ -249,11 +250,12 @@ impl InboxStore for SqlStorage {
         event: &FeedEventBody,
         at: DateTime<Utc>,
     ) -> Result<Option<FeedEvent>, StoreError> {
-        let shard = self.router.for_user(user);
-        let txn = shard.writer.begin().await.map_err(from_db)?;
+        let route = self.router.for_user(user);
+        let txn = route.writer().begin().await.map_err(from_db)?;
         let applied = self.apply_in_txn(&txn, user, peer, event, at).await?;
         if applied.is_some() {
             txn.commit().await.map_err(from_db)?;
+            route.wrote().await;
         }
         Ok(applied)
     }
@@ -263,9 +265,13 @@ impl InboxStore for SqlStorage {
         user: UserId,
         conversation: ConversationId,
     ) -> Result<Option<InboxEntry>, StoreError> {
-        let shard = self.router.for_user(user);
-        inbox_entries::Entity::find_by_id((user.0, conversation.0))
-            .one(&shard.reader)
+        self.router
+            .for_user(user)
+            .read(|db| async move {
+                inbox_entries::Entity::find_by_id((user.0, conversation.0))
+                    .one(&db)
+                    .await
+            })
             .await
             .map_err(from_db)?
             .map(to_entry)
@@ -278,16 +284,20 @@ impl InboxStore for SqlStorage {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
-        let shard = self.router.for_user(user);
         let mut select =
             inbox_entries::Entity::find().filter(inbox_entries::Column::UserId.eq(user.0));
         if let Some(before) = before {
             select = select.filter(inbox_entries::Column::Activity.lt(before));
         }
-        select
+        let select = select
             .order_by_desc(inbox_entries::Column::Activity)
-            .limit(u64::from(limit))
-            .all(&shard.reader)
+            .limit(u64::from(limit));
+        self.router
+            .for_user(user)
+            .read(|db| {
+                let select = select.clone();
+                async move { select.all(&db).await }
+            })
             .await
             .map_err(from_db)?
             .into_iter()
@@ -301,13 +311,17 @@ impl InboxStore for SqlStorage {
         since: i64,
         limit: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
-        let shard = self.router.for_user(user);
-        inbox_entries::Entity::find()
-            .filter(inbox_entries::Column::UserId.eq(user.0))
-            .filter(inbox_entries::Column::Version.gt(since))
-            .order_by_asc(inbox_entries::Column::Version)
-            .limit(u64::from(limit))
-            .all(&shard.reader)
+        self.router
+            .for_user(user)
+            .read(|db| async move {
+                inbox_entries::Entity::find()
+                    .filter(inbox_entries::Column::UserId.eq(user.0))
+                    .filter(inbox_entries::Column::Version.gt(since))
+                    .order_by_asc(inbox_entries::Column::Version)
+                    .limit(u64::from(limit))
+                    .all(&db)
+                    .await
+            })
             .await
             .map_err(from_db)?
             .into_iter()
@@ -316,33 +330,36 @@ impl InboxStore for SqlStorage {
     }
 
     async fn replay(&self, user: UserId, since: i64, limit: u32) -> Result<Replay, StoreError> {
-        let shard = self.router.for_user(user);
-        let feed = user_feeds::Entity::find_by_id(user.0)
-            .one(&shard.reader)
+        // Both reads on one connection, so the feed's bounds and its events agree.
+        let (feed, rows) = self
+            .router
+            .for_user(user)
+            .read(|db| async move {
+                let feed = user_feeds::Entity::find_by_id(user.0).one(&db).await?;
+                let rows = feed_events::Entity::find()
+                    .filter(feed_events::Column::UserId.eq(user.0))
+                    .filter(feed_events::Column::Cursor.gt(since))
+                    .order_by_asc(feed_events::Column::Cursor)
+                    .limit(u64::from(limit))
+                    .all(&db)
+                    .await?;
+                Ok((feed, rows))
+            })
             .await
             .map_err(from_db)?;
         let (latest, pruned_through) = feed.map_or((0, 0), |f| (f.last_cursor, f.pruned_through));
         if since > latest || since < pruned_through {
             return Ok(Replay::ResyncRequired { latest });
         }
-        let events = feed_events::Entity::find()
-            .filter(feed_events::Column::UserId.eq(user.0))
-            .filter(feed_events::Column::Cursor.gt(since))
-            .order_by_asc(feed_events::Column::Cursor)
-            .limit(u64::from(limit))
-            .all(&shard.reader)
-            .await
-            .map_err(from_db)?
-            .into_iter()
-            .map(to_event)
-            .collect::<Result<_, _>>()?;
+        let events = rows.into_iter().map(to_event).collect::<Result<_, _>>()?;
         Ok(Replay::Events(events))
     }
 
     async fn latest_cursor(&self, user: UserId) -> Result<i64, StoreError> {
-        let shard = self.router.for_user(user);
-        Ok(user_feeds::Entity::find_by_id(user.0)
-            .one(&shard.reader)
+        Ok(self
+            .router
+            .for_user(user)
+            .read(|db| async move { user_feeds::Entity::find_by_id(user.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map_or(0, |f| f.last_cursor))

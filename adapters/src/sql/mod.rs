@@ -9,12 +9,13 @@ mod entities;
 mod errors;
 mod inbox;
 mod outbox;
+mod replicas;
 mod router;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use router::{Shard, ShardRouter};
+pub use router::{Route, Shard, ShardRouter};
 
 /// Which database to connect to.
 #[derive(Debug, Clone)]
@@ -26,8 +27,17 @@ pub enum SqlBackend {
         synchronous_full: bool,
         read_connections: u32,
     },
-    /// One PostgreSQL primary.
-    Postgres { url: String, max_connections: u32 },
+    /// One PostgreSQL primary and its streaming read replicas.
+    Postgres {
+        url: String,
+        max_connections: u32,
+        /// Replica URLs; reads go to one that has replayed the reader's key's last write.
+        replicas: Vec<String>,
+        /// A replica further behind the primary than this leaves the rotation.
+        max_replica_lag_bytes: u64,
+        /// How often replicas are measured.
+        replica_check_interval: std::time::Duration,
+    },
 }
 
 /// How to build the storage.
@@ -83,9 +93,13 @@ impl SqlStorage {
 
     /// Closes every connection pool (so a SQLite file can be reopened at once).
     pub async fn close(&self) {
+        self.router.stop();
         for shard in self.router.shards() {
             let _ = shard.writer.clone().close().await;
             let _ = shard.reader.clone().close().await;
+            for replica in shard.replica_connections() {
+                let _ = replica.close().await;
+            }
         }
     }
 }

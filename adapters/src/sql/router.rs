@@ -1,20 +1,100 @@
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use duet_domain::accounts::Handle;
 use duet_domain::{ConversationId, UserId};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use tokio::task::JoinHandle;
 
+use super::replicas::{self, Replica, ReplicaSet};
 use super::{SqlBackend, SqlOptions};
 
 /// One physical database: a connection for writes and one for reads (the same pool on
 /// PostgreSQL; on SQLite a single writer connection beside a reader pool, so writers never
-/// contend for the file lock).
+/// contend for the file lock), plus any read replicas.
 #[derive(Clone)]
 pub struct Shard {
     pub index: usize,
     pub writer: DatabaseConnection,
     pub reader: DatabaseConnection,
+    replicas: Option<Arc<ReplicaSet>>,
+}
+
+impl Shard {
+    /// Runs a read of the keys in `slots` on a replica that has replayed this process's
+    /// writes to them, else on the primary (or SQLite's reader pool). A replica that fails
+    /// the read is skipped and the primary answers.
+    pub async fn read<T, F, Fut>(&self, slots: &[usize], query: F) -> Result<T, DbErr>
+    where
+        F: Fn(DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        if let Some(set) = &self.replicas {
+            if let Some(replica) = set.pick(slots) {
+                match query(replica.db.clone()).await {
+                    Ok(value) => {
+                        metrics::counter!("duet_db_reads_total", "target" => "replica")
+                            .increment(1);
+                        return Ok(value);
+                    }
+                    Err(error) => {
+                        tracing::warn!(replica = %replica.name, %error, "replica read failed; using the primary");
+                        if matches!(error, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) {
+                            replica.set_unhealthy();
+                        }
+                    }
+                }
+            }
+            metrics::counter!("duet_db_reads_total", "target" => "primary").increment(1);
+        }
+        query(self.reader.clone()).await
+    }
+
+    /// Connections to this shard's replicas.
+    pub fn replica_connections(&self) -> Vec<DatabaseConnection> {
+        self.replicas
+            .iter()
+            .flat_map(|set| set.replicas.iter().map(|r| r.db.clone()))
+            .collect()
+    }
+
+    /// Records, after a commit, that the key in `slot` was written: its reads stay on the
+    /// primary until a replica has replayed this far. A no-op without replicas.
+    pub async fn wrote(&self, slot: usize) {
+        if let Some(set) = &self.replicas
+            && let Err(error) = set.mark_written(&self.writer, slot).await
+        {
+            tracing::warn!(%error, "cannot read the primary's WAL position");
+        }
+    }
+}
+
+/// A key's place: its shard and its write-mark slot there.
+pub struct Route<'a> {
+    pub shard: &'a Shard,
+    pub slot: usize,
+}
+
+impl Route<'_> {
+    pub fn writer(&self) -> &DatabaseConnection {
+        &self.shard.writer
+    }
+
+    /// See [`Shard::read`].
+    pub async fn read<T, F, Fut>(&self, query: F) -> Result<T, DbErr>
+    where
+        F: Fn(DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        self.shard.read(&[self.slot], query).await
+    }
+
+    /// See [`Shard::wrote`].
+    pub async fn wrote(&self) {
+        self.shard.wrote(self.slot).await;
+    }
 }
 
 /// Maps keys to shards through a fixed number of logical shards, so moving data between
@@ -22,10 +102,12 @@ pub struct Shard {
 pub struct ShardRouter {
     shards: Vec<Shard>,
     logical_shards: u32,
+    watcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ShardRouter {
     pub(super) async fn connect(options: &SqlOptions) -> anyhow::Result<Self> {
+        let mut watched = Vec::new();
         let shard = match &options.backend {
             SqlBackend::Sqlite {
                 path,
@@ -35,26 +117,55 @@ impl ShardRouter {
             SqlBackend::Postgres {
                 url,
                 max_connections,
+                replicas,
+                max_replica_lag_bytes,
+                replica_check_interval: _,
             } => {
-                let mut opts = ConnectOptions::new(url.clone());
-                opts.max_connections(*max_connections)
-                    .min_connections(1)
-                    .connect_timeout(Duration::from_secs(5))
-                    .acquire_timeout(Duration::from_secs(5))
-                    .sqlx_logging(false);
-                let db = Database::connect(opts)
+                let db = Database::connect(postgres_options(url, *max_connections, false))
                     .await
                     .context("cannot connect to PostgreSQL (storage.postgres.url)")?;
+                let replicas = if replicas.is_empty() {
+                    None
+                } else {
+                    let mut members = Vec::new();
+                    for url in replicas {
+                        // Lazy: a replica that is down at start-up joins when it comes up.
+                        let replica =
+                            Database::connect(postgres_options(url, *max_connections, true))
+                                .await
+                                .with_context(|| format!("bad replica URL {}", redact(url)))?;
+                        members.push(Arc::new(Replica::new(redact(url), replica)));
+                    }
+                    let set = Arc::new(ReplicaSet::new(members, *max_replica_lag_bytes));
+                    set.check(&db).await;
+                    watched.push((db.clone(), set.clone()));
+                    Some(set)
+                };
                 Shard {
                     index: 0,
                     writer: db.clone(),
                     reader: db,
+                    replicas,
                 }
             }
+        };
+        let watcher = match (&options.backend, watched.is_empty()) {
+            (
+                SqlBackend::Postgres {
+                    replica_check_interval,
+                    ..
+                },
+                false,
+            ) => Some(tokio::spawn(replicas::watch(
+                watched,
+                *replica_check_interval,
+            ))),
+            _ => None,
         };
         Ok(Self {
             shards: vec![shard],
             logical_shards: options.logical_shards.max(1),
+            watcher: Mutex::new(watcher),
         })
     }
 
@@ -66,27 +177,62 @@ impl ShardRouter {
         &self.shards[index % self.shards.len()]
     }
 
-    /// The shard holding a user's account, sessions, inbox and feed.
-    pub fn for_user(&self, id: UserId) -> &Shard {
+    /// Stops watching replicas.
+    pub fn stop(&self) {
+        if let Some(task) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+
+    /// Where a user's account, sessions, inbox and feed live.
+    pub fn for_user(&self, id: UserId) -> Route<'_> {
         self.by_key(id.0.as_bytes())
     }
 
-    /// The shard holding a conversation, its messages and its outbox events.
-    pub fn for_conversation(&self, id: ConversationId) -> &Shard {
+    /// Where a conversation, its messages and its outbox events live.
+    pub fn for_conversation(&self, id: ConversationId) -> Route<'_> {
         self.by_key(id.0.as_bytes())
     }
 
-    /// The shard holding a handle's claim.
-    pub fn for_handle(&self, handle: &Handle) -> &Shard {
+    /// Where a handle's claim lives.
+    pub fn for_handle(&self, handle: &Handle) -> Route<'_> {
         self.by_key(handle.as_str().as_bytes())
     }
 
-    fn by_key(&self, key: &[u8]) -> &Shard {
-        let logical = fnv1a(key) % u64::from(self.logical_shards);
+    fn by_key(&self, key: &[u8]) -> Route<'_> {
+        let hash = fnv1a(key);
+        let logical = hash % u64::from(self.logical_shards);
         // Contiguous ranges of logical shards per physical shard.
         let physical = logical * self.shards.len() as u64 / u64::from(self.logical_shards);
-        &self.shards[physical as usize]
+        Route {
+            shard: &self.shards[physical as usize],
+            slot: ReplicaSet::slot(hash),
+        }
     }
+}
+
+fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(max_connections)
+        .min_connections(if lazy { 0 } else { 1 })
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(if lazy { 2 } else { 5 }))
+        .connect_lazy(lazy)
+        .sqlx_logging(false);
+    opts
+}
+
+/// A database URL without its credentials, fit for logs and metric labels.
+fn redact(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.rsplit_once('@')
+        .map_or(rest, |(_, host)| host)
+        .to_owned()
 }
 
 /// FNV-1a: stable across versions and platforms, unlike `std`'s hasher.
@@ -132,12 +278,22 @@ async fn connect_sqlite(
         index: 0,
         writer,
         reader,
+        replicas: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fnv1a;
+    use super::{fnv1a, redact};
+
+    #[test]
+    fn redacted_urls_keep_host_and_database_only() {
+        assert_eq!(
+            redact("postgres://u:secret@127.0.0.1:5433/db"),
+            "127.0.0.1:5433/db"
+        );
+        assert_eq!(redact("postgres://127.0.0.1/db"), "127.0.0.1/db");
+    }
 
     #[test]
     fn the_shard_hash_is_stable_fnv1a() {
