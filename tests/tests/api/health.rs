@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, metric_sum, spawn_app};
 
 /// Set in the child process that runs the isolated metrics test.
 const ISOLATED: &str = "DUET_TESTS_ISOLATED_METRICS";
@@ -16,20 +16,6 @@ fn content_type(reply: &crate::helpers::Reply) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
-}
-
-/// The sum of every sample of `metric` (all label sets) in a Prometheus text page.
-fn metric_sum(page: &str, metric: &str) -> Option<f64> {
-    let samples: Vec<f64> = page
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| {
-            line.strip_prefix(metric)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!samples.is_empty()).then(|| samples.iter().sum())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +106,7 @@ async fn isolated_messages_sent_total_is_exact() {
     let app = spawn_app().await;
     let [alice, bob] = app.register_users(["alice", "bob"]).await;
     let id = app.open_conversation(&alice, &bob).await;
-    let before = app.get("/metrics", None).await.text;
+    let before = app.metrics().await;
     assert_eq!(
         metric_sum(&before, "duet_messages_sent_total").unwrap_or(0.0),
         0.0,
@@ -143,7 +129,7 @@ async fn isolated_messages_sent_total_is_exact() {
         .await
         .expect(StatusCode::UNPROCESSABLE_ENTITY);
 
-    let after = app.get("/metrics", None).await.text;
+    let after = app.metrics().await;
     assert_eq!(
         metric_sum(&after, "duet_messages_sent_total"),
         Some(3.0),

@@ -1,5 +1,7 @@
-//! Duet's black-box suite: each test starts the real `Application` on a free port against a
-//! fresh SQLite file (see `helpers`) and speaks HTTP and WebSocket to it, as a client would.
+//! Duet's black-box conformance suite: each test starts the real `Application` on a free port
+//! against a fresh database of the storage profile `DUET_TEST_PROFILE` names (`sqlite` by
+//! default, `postgres`, `postgres-replica`; see `helpers`) and speaks HTTP and WebSocket to
+//! it, as a client would. The tests do not know the profile: every one must pass on each.
 //! Every module checks one area of `docs/API.md` and the invariants in `DESIGN.md`.
 
 mod accounts;

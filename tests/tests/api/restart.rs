@@ -1,4 +1,4 @@
-//! Stopping the process and starting a new one on the same SQLite file loses nothing.
+//! Stopping the process and starting a new one on the same database loses nothing.
 
 use std::time::Duration;
 

@@ -1,30 +1,40 @@
 //! How every test starts Duet and talks to it.
 //!
-//! `spawn_app()` starts the real `Application` exactly as `main` does, on port 0, against a
-//! fresh SQLite file in its own temporary folder, and returns a [`TestApp`]. The typed API
-//! calls live in `api` (on top of the raw ones in `http`), the WebSocket client in `ws`, and
-//! shape and error checks in `assertions`. Nothing here waits without a deadline: HTTP calls
-//! have a client timeout, WebSocket reads [`WS_TIMEOUT`] and polling [`EVENTUALLY`], so a
-//! broken server fails a test instead of hanging it.
+//! `spawn_app()` starts the real `Application` exactly as `main` does, on port 0, on the
+//! storage profile `DUET_TEST_PROFILE` names (see `profile`: SQLite by default, PostgreSQL,
+//! PostgreSQL with a read replica) against a fresh database of its own, and returns a
+//! [`TestApp`]. The typed API calls live in `api` (on top of the raw ones in `http`), the
+//! WebSocket client in `ws`, shape and error checks in `assertions`, `/metrics` parsing in
+//! `metrics`, and direct database connections in `postgres`. Nothing here waits without a
+//! deadline: HTTP calls have a client timeout, WebSocket reads [`WS_TIMEOUT`] and polling
+//! [`EVENTUALLY`], so a broken server fails a test instead of hanging it.
 
 mod api;
 mod assertions;
 mod http;
+mod metrics;
+pub mod postgres;
+mod profile;
 mod ws;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use duet::config::{Profile, Settings};
 use duet::startup::Application;
-use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use assertions::*;
 pub use http::Reply;
+pub use metrics::metric_sum;
+#[allow(
+    unused_imports,
+    reason = "used by the replica tests, which share these helpers"
+)]
+pub use metrics::metric_sum_where;
+pub use profile::{TestDatabase, current_profile};
 pub use ws::{WsClient, assert_cursors_increase};
 
 /// The password every test user gets.
@@ -34,18 +44,20 @@ pub const WS_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a test waits for an eventually consistent read (list, sync) to catch up.
 pub const EVENTUALLY: Duration = Duration::from_secs(5);
 
-/// A running Duet on a free port with its own SQLite file.
+/// A running Duet on a free port with its own database.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
     pub address: String,
     pub port: u16,
     pub client: reqwest::Client,
-    pub db_path: PathBuf,
-    overrides: Vec<(String, String)>,
+    /// The storage profile it runs on.
+    pub profile: &'static str,
+    /// The profile's settings, then the test's overrides, before `{db}` is resolved.
+    settings: Vec<(String, String)>,
+    /// Shared by every `Application` built on it (restarts included), so it outlives them.
+    database: Arc<TestDatabase>,
     stop: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    /// Kept so the folder outlives every `Application` built on it (restarts included).
-    _dir: Arc<TempDir>,
 }
 
 /// A registered, logged-in user.
@@ -56,40 +68,50 @@ pub struct TestUser {
     pub token: String,
 }
 
-/// Starts Duet with the test defaults.
+/// Starts Duet with the test defaults on the current profile.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-/// Starts Duet with the test defaults plus `overrides` (later wins), e.g.
-/// `&[("auth.attempts_per_minute", "3")]`.
+/// Starts Duet with the test defaults plus `overrides` (later wins) on the current profile,
+/// e.g. `&[("auth.attempts_per_minute", "3")]`.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().expect("a temporary folder");
-    let db_path = dir.path().join("duet.db");
-    let overrides = overrides
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    start(Arc::new(dir), db_path, overrides).await
+    spawn_app_on(current_profile(), overrides).await
 }
 
-async fn start(dir: Arc<TempDir>, db_path: PathBuf, overrides: Vec<(String, String)>) -> TestApp {
-    let db = db_path.to_str().expect("a UTF-8 temp path").to_owned();
+/// Starts Duet on the profile called `profile`, whatever `DUET_TEST_PROFILE` says, with
+/// `overrides` applied after the profile's settings.
+pub async fn spawn_app_on(profile: &str, overrides: &[(&str, &str)]) -> TestApp {
+    let (profile, profile_settings) = profile::profile(profile);
+    let settings: Vec<(String, String)> = profile_settings
+        .iter()
+        .chain(overrides)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let database = TestDatabase::create(&settings).await;
+    start(profile, database, settings).await
+}
+
+async fn start(
+    profile: &'static str,
+    database: Arc<TestDatabase>,
+    settings: Vec<(String, String)>,
+) -> TestApp {
+    let resolved = database.resolve(&settings);
     let mut all: Vec<(&str, &str)> = vec![
         ("server.host", "127.0.0.1"),
         ("server.port", "0"),
-        ("storage.sqlite.path", &db),
         ("auth.attempts_per_minute", "100000"),
     ];
-    all.extend(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let settings = Settings::load(&Profile::None, &all).expect("test settings load");
+    all.extend(resolved.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let loaded = Settings::load(&Profile::None, &all).expect("test settings load");
     // Logs stay silent unless TEST_LOG is set; the first app in the process installs them.
     if std::env::var_os("TEST_LOG").is_some() {
-        duet::telemetry::init_tracing(&settings.telemetry).expect("telemetry starts");
+        duet::telemetry::init_tracing(&loaded.telemetry).expect("telemetry starts");
     }
-    let app = Application::build(settings)
+    let app = Application::build(loaded)
         .await
-        .expect("the application builds");
+        .unwrap_or_else(|e| panic!("the application builds on profile {profile}: {e:#}"));
     let port = app.port();
     let stop = app.shutdown_handle();
     let server = tokio::spawn(app.run_until_stopped());
@@ -102,11 +124,11 @@ async fn start(dir: Arc<TempDir>, db_path: PathBuf, overrides: Vec<(String, Stri
         address: format!("http://127.0.0.1:{port}"),
         port,
         client,
-        db_path,
-        overrides,
+        profile,
+        settings,
+        database,
         stop,
         server: Some(server),
-        _dir: dir,
     }
 }
 
@@ -129,14 +151,40 @@ impl TestApp {
         }
     }
 
-    /// Stops this process and starts a new `Application` on the same SQLite file.
+    /// Stops this process and starts a new `Application` on the same database.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        let dir = Arc::clone(&self._dir);
-        let db_path = self.db_path.clone();
-        let overrides = std::mem::take(&mut self.overrides);
+        let database = Arc::clone(&self.database);
+        let settings = std::mem::take(&mut self.settings);
+        let profile = self.profile;
         drop(self);
-        start(dir, db_path, overrides).await
+        start(profile, database, settings).await
+    }
+
+    /// Starts a second `Application` on the same database and settings plus `overrides`, as
+    /// a second server process behind a load balancer would run.
+    #[allow(
+        dead_code,
+        reason = "used by the replica tests, which share these helpers"
+    )]
+    pub async fn spawn_another(&self, overrides: &[(&str, &str)]) -> TestApp {
+        let mut settings = self.settings.clone();
+        settings.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        start(self.profile, Arc::clone(&self.database), settings).await
+    }
+
+    /// The value this app was given for a setting, `{db}` resolved (e.g.
+    /// `storage.postgres.replicas`); `None` when neither the profile nor the test set it.
+    #[allow(
+        dead_code,
+        reason = "used by the replica tests, which share these helpers"
+    )]
+    pub fn setting(&self, key: &str) -> Option<String> {
+        profile::setting(&self.settings, key).map(|v| v.replace("{db}", self.database.name()))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -149,19 +197,28 @@ impl TestApp {
 }
 
 /// Polls `probe` until it returns `Some`, at most [`EVENTUALLY`]; panics naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    eventually_within(EVENTUALLY, what, probe).await
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, at most `limit`; panics naming `what`.
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(found) = probe().await {
             return found;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {EVENTUALLY:?} waiting for {what}"
+            "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

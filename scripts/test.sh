@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Duet's test command: every test of the workspace on the `sqlite` profile; then, when
+# PostgreSQL answers on 127.0.0.1:5432, its streaming replica on 127.0.0.1:5433
+# (scripts/pg-replica.sh up, left running), the black-box suite on the `postgres` and
+# `postgres-replica` profiles, and the replica routing tests.
+#
+# Without PostgreSQL those steps are skipped with a message and the run passes on SQLite
+# alone; with CI=true a missing server fails the run at once. Every step runs even when an
+# earlier one failed; a summary with times closes the run, non-zero if anything failed.
+# Tests name their databases duet_t_<run>_*; this run's leftovers are dropped on exit.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+# The tests lowercase DUET_TEST_RUN and keep [a-z0-9_]: do the same, so cleanup matches.
+run=${DUET_TEST_RUN:-$(date +%s)_$$}
+run=$(printf '%s' "$run" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9' '_' | cut -c1-24)
+export DUET_TEST_RUN=$run
+
+admin() { # admin PORT SQL: one statement as postgres on a loopback server
+  psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -XAtq -c "$2"
+}
+pg_answers() { command -v psql >/dev/null 2>&1 && admin 5432 'select 1' >/dev/null 2>&1; }
+
+used_postgres=false
+cleanup() {
+  local status=$?
+  if $used_postgres && pg_answers; then
+    # A test killed mid-way (Ctrl-C) skips its guards: put the replica back as it found it.
+    scripts/pg-replica.sh status >/dev/null 2>&1 || scripts/pg-replica.sh up >/dev/null 2>&1
+    admin 5433 'select pg_wal_replay_resume()' >/dev/null 2>&1
+    for db in $(admin 5432 "select datname from pg_database where starts_with(datname, 'duet_t_${run}_')"); do
+      admin 5432 "drop database if exists \"$db\" with (force)" >/dev/null ||
+        echo "test.sh: could not drop $db" >&2
+    done
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+
+summary=()
+failed=false
+step() { # step NAME COMMAND...: runs it, records ok/FAILED and the time taken
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name: $*"
+  if "$@"; then
+    summary+=("ok      $name ($((SECONDS - start)) s)")
+  else
+    summary+=("FAILED  $name ($((SECONDS - start)) s)")
+    failed=true
+  fi
+}
+finish() {
+  echo "== summary (run $run)"
+  printf '%s\n' "${summary[@]}"
+  if $failed; then exit 1; fi
+  exit 0
+}
+
+postgres_up=false
+if pg_answers; then
+  postgres_up=true
+elif [ "${CI:-}" = true ]; then
+  echo "FAILED: CI=true and PostgreSQL does not answer at 127.0.0.1:5432 (user postgres):" \
+    "the postgres and postgres-replica profiles need it" >&2
+  exit 1
+fi
+
+step "workspace, profile sqlite" env DUET_TEST_PROFILE=sqlite cargo test --workspace
+
+if ! $postgres_up; then
+  summary+=("SKIPPED: postgres, postgres-replica profiles — PostgreSQL not reachable at 127.0.0.1:5432")
+  finish
+fi
+
+used_postgres=true
+step "streaming replica" scripts/pg-replica.sh up
+replica_up=$([[ "${summary[-1]}" == ok* ]] && echo true || echo false)
+step "api, profile postgres" env DUET_TEST_PROFILE=postgres cargo test -p duet-tests --test api
+if $replica_up; then
+  step "api, profile postgres-replica" \
+    env DUET_TEST_PROFILE=postgres-replica cargo test -p duet-tests --test api
+  step "replica routing" cargo test -p duet-tests --test replica -- --test-threads=1
+else
+  summary+=("FAILED  api, profile postgres-replica and replica routing: no replica")
+  failed=true
+fi
+finish

@@ -1,0 +1,42 @@
+//! Reading the Prometheus page at `/metrics`. The recorder is global to a process, so every
+//! app in one test binary shares the counters: compare deltas, and only where nothing else
+//! runs at the same time.
+
+use reqwest::StatusCode;
+
+use super::TestApp;
+
+impl TestApp {
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let reply = self.get("/metrics", None).await;
+        assert_eq!(reply.status, StatusCode::OK, "GET /metrics: {}", reply.text);
+        reply.text
+    }
+}
+
+/// The sum of every sample of `metric` (all label sets) in a Prometheus text page.
+pub fn metric_sum(page: &str, metric: &str) -> Option<f64> {
+    metric_sum_where(page, metric, None)
+}
+
+/// The sum of the samples of `metric` whose labels include `label` (e.g.
+/// `target="replica"`), or of all its samples when `label` is `None`; `None` when there is
+/// no such sample.
+pub fn metric_sum_where(page: &str, metric: &str, label: Option<&str>) -> Option<f64> {
+    let samples: Vec<f64> = page
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?;
+            let labels = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once('}')?.0,
+                None if rest.starts_with(' ') => "",
+                None => return None,
+            };
+            let wanted = label.is_none_or(|l| labels.split(',').any(|have| have == l));
+            wanted.then(|| line.rsplit(' ').next()?.parse().ok())?
+        })
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
