@@ -30,9 +30,12 @@ allow_replication() {
   fi
 }
 
-up() {
-  if running; then echo "pg-replica: running on 127.0.0.1:$replica_port"; return; fi
-  allow_replication
+streaming() { # the standby receives WAL from the primary (not stuck on recycled WAL)
+  psql -h 127.0.0.1 -p "$replica_port" -U postgres -Atc \
+    "select status from pg_stat_wal_receiver" 2>/dev/null | grep -q streaming
+}
+
+start() {
   if [ ! -f "$data/standby.signal" ]; then
     rm -rf "$data"
     mkdir -p "$(dirname "$data")"
@@ -53,15 +56,31 @@ CONF
   : >"$data/pg_ident.conf"
   chown postgres: "$data/postgresql.conf" "$data/pg_hba.conf" "$data/pg_ident.conf"
   mkdir -p "$(dirname "$log")"; touch "$log"; chown postgres: "$log" 2>/dev/null || true
-  as_postgres "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start
+  as_postgres "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null
   for _ in $(seq 1 100); do
-    if psql -h 127.0.0.1 -p "$replica_port" -U postgres -Atc 'select pg_is_in_recovery()' 2>/dev/null | grep -q t; then
-      echo "pg-replica: streaming replica up on 127.0.0.1:$replica_port"
-      return
-    fi
+    streaming && return 0
     sleep 0.1
   done
-  echo "pg-replica: replica did not become ready; see $log" >&2
+  return 1
+}
+
+up() {
+  if running && streaming; then echo "pg-replica: running on 127.0.0.1:$replica_port"; return; fi
+  running && as_postgres "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+  allow_replication
+  if start; then
+    echo "pg-replica: streaming replica up on 127.0.0.1:$replica_port"
+    return
+  fi
+  # Down too long: the primary recycled WAL the copy still needs. Take a fresh base backup.
+  echo "pg-replica: the replica cannot catch up; rebuilding it from a fresh base backup"
+  running && as_postgres "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null
+  rm -f "$data/standby.signal"
+  if start; then
+    echo "pg-replica: streaming replica up on 127.0.0.1:$replica_port"
+    return
+  fi
+  echo "pg-replica: replica did not start streaming; see $log" >&2
   exit 1
 }
 

@@ -80,7 +80,7 @@ impl AccountStore for SqlStorage {
         Ok(self
             .router
             .for_user(id)
-            .read(|db| async move { users::Entity::find_by_id(id.0).one(&db).await })
+            .find(|db| async move { users::Entity::find_by_id(id.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map(to_user))
@@ -120,7 +120,7 @@ impl AccountStore for SqlStorage {
         Ok(self
             .router
             .for_handle(handle)
-            .read(|db| async move { handles::Entity::find_by_id(key).one(&db).await })
+            .find(|db| async move { handles::Entity::find_by_id(key).one(&db).await })
             .await
             .map_err(from_db)?
             .map(|row| UserId(row.user_id)))
@@ -133,7 +133,7 @@ impl AccountStore for SqlStorage {
         Ok(self
             .router
             .for_user(id)
-            .read(|db| async move { users::Entity::find_by_id(id.0).one(&db).await })
+            .find(|db| async move { users::Entity::find_by_id(id.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map(|row| {
@@ -158,15 +158,12 @@ impl AccountStore for SqlStorage {
     }
 
     async fn session(&self, user: UserId, token_hash: &str) -> Result<Option<Session>, StoreError> {
-        Ok(self
-            .router
-            .for_user(user)
-            .read(|db| async move {
-                sessions::Entity::find_by_id(token_hash)
-                    .filter(sessions::Column::UserId.eq(user.0))
-                    .one(&db)
-                    .await
-            })
+        // Always the primary: a revoked token must stop working at once on every process,
+        // and write marks are per process, so a lagging replica could still show it.
+        let route = self.router.for_user(user);
+        Ok(sessions::Entity::find_by_id(token_hash)
+            .filter(sessions::Column::UserId.eq(user.0))
+            .one(route.writer())
             .await
             .map_err(from_db)?
             .map(|row| Session {

@@ -198,7 +198,7 @@ impl ConversationStore for SqlStorage {
         Ok(self
             .router
             .for_conversation(id)
-            .read(|db| async move { conversations::Entity::find_by_id(id.0).one(&db).await })
+            .find(|db| async move { conversations::Entity::find_by_id(id.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map(to_conversation))
@@ -319,7 +319,7 @@ impl ConversationStore for SqlStorage {
         Ok(self
             .router
             .for_conversation(id)
-            .read(|db| async move {
+            .find(|db| async move {
                 messages::Entity::find()
                     .filter(messages::Column::ConversationId.eq(id.0))
                     .filter(messages::Column::Seq.eq(seq))

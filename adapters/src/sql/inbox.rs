@@ -267,7 +267,7 @@ impl InboxStore for SqlStorage {
     ) -> Result<Option<InboxEntry>, StoreError> {
         self.router
             .for_user(user)
-            .read(|db| async move {
+            .find(|db| async move {
                 inbox_entries::Entity::find_by_id((user.0, conversation.0))
                     .one(&db)
                     .await
@@ -359,7 +359,7 @@ impl InboxStore for SqlStorage {
         Ok(self
             .router
             .for_user(user)
-            .read(|db| async move { user_feeds::Entity::find_by_id(user.0).one(&db).await })
+            .find(|db| async move { user_feeds::Entity::find_by_id(user.0).one(&db).await })
             .await
             .map_err(from_db)?
             .map_or(0, |f| f.last_cursor))

@@ -48,6 +48,9 @@ impl Replica {
 /// The replicas of one shard and the write marks of its keys.
 pub struct ReplicaSet {
     pub replicas: Vec<Arc<Replica>>,
+    /// The primary's position when this process started: writes made before, by an earlier
+    /// run of this process, are unknown to the marks, so every read needs at least this.
+    floor: AtomicU64,
     marks: Box<[AtomicU64]>,
     next: AtomicUsize,
     max_lag_bytes: u64,
@@ -57,6 +60,7 @@ impl ReplicaSet {
     pub fn new(replicas: Vec<Arc<Replica>>, max_lag_bytes: u64) -> Self {
         Self {
             replicas,
+            floor: AtomicU64::new(0),
             marks: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             next: AtomicUsize::new(0),
             max_lag_bytes,
@@ -73,14 +77,20 @@ impl ReplicaSet {
         let needed = slots
             .iter()
             .map(|s| self.marks[*s].load(Ordering::Acquire))
-            .max()
-            .unwrap_or(0);
+            .fold(self.floor.load(Ordering::Acquire), u64::max);
         let count = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..count)
             .map(|i| &self.replicas[(start + i) % count])
             .find(|r| r.in_rotation() && r.replay_lsn.load(Ordering::Acquire) >= needed)
             .cloned()
+    }
+
+    /// Raises the floor every read needs to the primary's current position.
+    pub async fn set_floor(&self, primary: &DatabaseConnection) -> Result<(), DbErr> {
+        let lsn = current_lsn(primary, "pg_current_wal_insert_lsn()").await?;
+        self.floor.fetch_max(lsn, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Records that the key in `slot` was written up to the primary's current position.

@@ -91,6 +91,22 @@ impl Route<'_> {
         self.shard.read(&[self.slot], query).await
     }
 
+    /// Like [`Route::read`] for a lookup that may find nothing: a miss on a replica is
+    /// asked again of the primary, because the row may be newer than the replica (written
+    /// through another process, whose write marks this one cannot see). Hits stay on the
+    /// replica; only "not found" pays for certainty.
+    pub async fn find<T, F, Fut>(&self, query: F) -> Result<Option<T>, DbErr>
+    where
+        F: Fn(DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<Option<T>, DbErr>>,
+    {
+        match self.read(&query).await? {
+            Some(found) => Ok(Some(found)),
+            None if self.shard.replicas.is_some() => query(self.shard.writer.clone()).await,
+            None => Ok(None),
+        }
+    }
+
     /// See [`Shard::wrote`].
     pub async fn wrote(&self) {
         self.shard.wrote(self.slot).await;
@@ -137,6 +153,9 @@ impl ShardRouter {
                         members.push(Arc::new(Replica::new(redact(url), replica)));
                     }
                     let set = Arc::new(ReplicaSet::new(members, *max_replica_lag_bytes));
+                    set.set_floor(&db)
+                        .await
+                        .context("reading the primary's WAL position")?;
                     set.check(&db).await;
                     watched.push((db.clone(), set.clone()));
                     Some(set)

@@ -13,6 +13,7 @@ mod helpers;
 mod limits;
 mod messages;
 mod privacy;
+mod processes;
 mod reads;
 mod replay;
 mod restart;

@@ -133,10 +133,9 @@ async fn a_user_reads_their_own_write_through_another_process() {
     drop(paused);
 }
 
-/// Known gap, as above, with a security edge: a token revoked through one process keeps
-/// working on another one for as long as the replica it reads lags.
+/// A token revoked through one process stops working on every other one at once, however
+/// far the replica lags: sessions are always read from the primary.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known gap: read-your-writes holds within one process only (write marks are per process)"]
 async fn a_token_revoked_through_one_process_is_refused_by_another() {
     let writer = replica_app().await;
     writer.register_users(["alice"]).await;
