@@ -32,7 +32,7 @@ for profile in $profiles; do
   case $profile in
     sqlite) env+=(DUET__STORAGE__SQLITE__PATH="$dir/$profile.db") ;;
     postgres|postgres-replica)
-      psql -h 127.0.0.1 -U postgres -qAtc "drop database if exists $db" -c "create database $db" >/dev/null
+      psql -h 127.0.0.1 -U postgres -qAtc "drop database if exists $db" -c "create database $db" >/dev/null 2>&1
       env+=(DUET__STORAGE__KIND=postgres DUET__STORAGE__POSTGRES__URL="postgres://postgres@127.0.0.1:5432/$db")
       if [ "$profile" = postgres-replica ]; then
         "$root/scripts/pg-replica.sh" up >/dev/null

@@ -161,9 +161,12 @@ impl AccountStore for SqlStorage {
         // Always the primary: a revoked token must stop working at once on every process,
         // and write marks are per process, so a lagging replica could still show it.
         let route = self.router.for_user(user);
-        Ok(sessions::Entity::find_by_id(token_hash)
+        let query = sessions::Entity::find_by_id(token_hash)
             .filter(sessions::Column::UserId.eq(user.0))
-            .one(route.writer())
+            .one(route.writer());
+        Ok(route
+            .shard
+            .read_primary(query)
             .await
             .map_err(from_db)?
             .map(|row| Session {

@@ -60,6 +60,18 @@ impl Shard {
             .collect()
     }
 
+    /// Runs a read on the primary whatever the write marks say, counted as a primary read
+    /// when there are replicas.
+    pub async fn read_primary<T, Fut>(&self, query: Fut) -> Result<T, DbErr>
+    where
+        Fut: Future<Output = Result<T, DbErr>>,
+    {
+        if self.replicas.is_some() {
+            metrics::counter!("duet_db_reads_total", "target" => "primary").increment(1);
+        }
+        query.await
+    }
+
     /// Records, after a commit, that the key in `slot` was written: its reads stay on the
     /// primary until a replica has replayed this far. A no-op without replicas.
     pub async fn wrote(&self, slot: usize) {
