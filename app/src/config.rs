@@ -336,6 +336,24 @@ mod tests {
     }
 
     #[test]
+    fn every_profile_file_in_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let mut loaded = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+            let path = entry.expect("a directory entry").path();
+            let settings = Settings::load(&Profile::File(path.clone()), &[])
+                .unwrap_or_else(|err| panic!("{} does not load: {err:#}", path.display()));
+            loaded.push((path, settings.storage.kind));
+        }
+        assert!(loaded.len() >= 4, "{loaded:?}");
+        let large = loaded
+            .iter()
+            .find(|(path, _)| path.ends_with("large.toml"))
+            .expect("config/large.toml");
+        assert_eq!(large.1, StorageKind::Postgres);
+    }
+
+    #[test]
     fn an_unknown_key_is_refused_naming_it() {
         let err =
             Settings::load(&Profile::None, &[("server.colour", "blue")]).expect_err("refused");
