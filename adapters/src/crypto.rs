@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256};
 pub struct Argon2Credentials {
     /// Verified against when a handle is unknown, so both paths cost the same.
     dummy_hash: String,
+    /// Each hash takes ~19 MiB and a core for tens of milliseconds: at most two per core run
+    /// at once, the rest queue, so a burst of logins cannot exhaust memory.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Argon2Credentials {
@@ -21,7 +24,11 @@ impl Argon2Credentials {
     pub fn new() -> Self {
         #[allow(clippy::expect_used)]
         let dummy_hash = hash("duet-dummy-password").expect("hashing a constant");
-        Self { dummy_hash }
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            dummy_hash,
+            hashing: tokio::sync::Semaphore::new(2 * cores),
+        }
     }
 }
 
@@ -51,6 +58,11 @@ fn verify(password: &str, phc: &str) -> bool {
 impl Credentials for Argon2Credentials {
     async fn hash_password(&self, password: &str) -> Result<String, StoreError> {
         let password = password.to_owned();
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Unexpected(e.into()))?;
         tokio::task::spawn_blocking(move || hash(&password))
             .await
             .map_err(|e| StoreError::Unexpected(e.into()))?
@@ -62,6 +74,9 @@ impl Credentials for Argon2Credentials {
         let (phc, real) = match hash {
             Some(h) => (h.to_owned(), true),
             None => (self.dummy_hash.clone(), false),
+        };
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
         };
         let matched = tokio::task::spawn_blocking(move || verify(&password, &phc))
             .await

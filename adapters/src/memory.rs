@@ -38,14 +38,54 @@ impl EventQueue for DirectQueue {
 /// events behind gets [`LiveItem::Lagged`] and catches up from its feed.
 pub struct MemoryLiveBus {
     capacity: usize,
-    channels: Mutex<HashMap<UserId, broadcast::Sender<LiveEvent>>>,
+    channels: Arc<Channels>,
+}
+
+type Channels = Mutex<HashMap<UserId, broadcast::Sender<LiveEvent>>>;
+
+/// A user's live events; its fields drop in order: the receiver first, then the guard.
+struct Subscription {
+    events: BoxStream<'static, LiveItem>,
+    _unsubscribe: Unsubscribe,
+}
+
+impl futures::Stream for Subscription {
+    type Item = LiveItem;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<LiveItem>> {
+        self.events.poll_next_unpin(cx)
+    }
+}
+
+/// Dropped with a subscription's stream: forgets the user's channel once nobody listens, so
+/// the map holds only connected users.
+struct Unsubscribe {
+    channels: Arc<Channels>,
+    user: UserId,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        // This subscription's receiver is already gone (see `Subscription`); new subscribers
+        // take the lock first, so none can slip in between the count and the removal.
+        if channels
+            .get(&self.user)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            channels.remove(&self.user);
+        }
+    }
 }
 
 impl MemoryLiveBus {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            channels: Mutex::new(HashMap::new()),
+            channels: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -73,12 +113,21 @@ impl LiveBus for MemoryLiveBus {
             .entry(user)
             .or_insert_with(|| broadcast::channel(self.capacity).0)
             .subscribe();
-        BroadcastStream::new(receiver)
+        let unsubscribe = Unsubscribe {
+            channels: Arc::clone(&self.channels),
+            user,
+        };
+        let events = BroadcastStream::new(receiver)
             .map(|item| match item {
                 Ok(event) => LiveItem::Event(event),
                 Err(BroadcastStreamRecvError::Lagged(_)) => LiveItem::Lagged,
             })
-            .boxed()
+            .boxed();
+        Subscription {
+            events,
+            _unsubscribe: unsubscribe,
+        }
+        .boxed()
     }
 }
 
@@ -107,6 +156,21 @@ mod tests {
         assert_eq!(a2.next().await, Some(LiveItem::Event(typing(alice))));
         bus.publish(bob, typing(bob)).await;
         assert_eq!(b.next().await, Some(LiveItem::Event(typing(bob))));
+    }
+
+    #[tokio::test]
+    async fn a_user_is_forgotten_when_their_last_subscription_ends() {
+        let bus = MemoryLiveBus::new(4);
+        let user = UserId::generate();
+        let first = bus.subscribe(user).await;
+        let second = bus.subscribe(user).await;
+        drop(first);
+        assert!(
+            bus.channels().contains_key(&user),
+            "one device is still connected"
+        );
+        drop(second);
+        assert!(bus.channels().is_empty());
     }
 
     #[tokio::test]

@@ -34,6 +34,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// Largest WebSocket frame a client may send.
     pub ws_max_message_bytes: usize,
+    /// How often an open WebSocket checks its session again; a logout or an expired token
+    /// closes it (code 1008) at the next check.
+    pub ws_session_check_secs: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// How long in-flight requests get to finish on shutdown.
@@ -146,6 +149,7 @@ pub struct DeliverySettings {
     /// How often the relay looks for entries written by other processes.
     pub relay_poll_ms: u64,
     /// Feed events older than this are pruned; clients behind that far get a resync answer.
+    /// 0 keeps no history beyond the next prune (every stale cursor resyncs).
     pub feed_retention_days: u32,
     /// How often pruning runs.
     pub prune_interval_secs: u64,
@@ -277,6 +281,19 @@ impl Settings {
             self.storage.logical_shards > 0,
             "storage.logical_shards must be at least 1"
         );
+        let delivery = &self.delivery;
+        anyhow::ensure!(
+            delivery.relay_batch > 0,
+            "delivery.relay_batch must be at least 1"
+        );
+        anyhow::ensure!(
+            delivery.relay_poll_ms >= 10,
+            "delivery.relay_poll_ms must be at least 10"
+        );
+        anyhow::ensure!(
+            delivery.prune_interval_secs > 0,
+            "delivery.prune_interval_secs must be at least 1"
+        );
         anyhow::ensure!(
             self.auth.attempts_per_minute > 0,
             "auth.attempts_per_minute must be at least 1"
@@ -351,6 +368,18 @@ mod tests {
             .find(|(path, _)| path.ends_with("large.toml"))
             .expect("config/large.toml");
         assert_eq!(large.1, StorageKind::Postgres);
+    }
+
+    #[test]
+    fn settings_that_would_stall_delivery_are_refused_naming_them() {
+        for (key, value) in [
+            ("delivery.relay_batch", "0"),
+            ("delivery.relay_poll_ms", "0"),
+            ("delivery.prune_interval_secs", "0"),
+        ] {
+            let err = Settings::load(&Profile::None, &[(key, value)]).expect_err("refused");
+            assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::{api, storage, telemetry, workers};
 
 /// Live events buffered per connected user before a slow subscriber is told it lagged (it
 /// then catches up from its feed).
-const LIVE_BUFFER: usize = 1024;
+const LIVE_BUFFER: usize = 256;
 
 /// A built server: storage connected and migrated, services wired, port bound. Nothing runs
 /// until [`Application::run_until_stopped`].

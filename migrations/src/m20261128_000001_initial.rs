@@ -126,7 +126,9 @@ impl MigrationTrait for Migration {
                     .table(Users::Table)
                     .if_not_exists()
                     .col(uuid(Users::Id).primary_key())
-                    .col(text(Users::Handle).unique_key())
+                    // Not unique here: the `handles` table (on the handle's shard) is the
+                    // authority, and a user row whose claim lost a race may linger.
+                    .col(text(Users::Handle))
                     .col(text(Users::DisplayName))
                     .col(text(Users::PasswordHash))
                     .col(timestamp(Users::CreatedAt))

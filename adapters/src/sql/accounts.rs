@@ -21,28 +21,32 @@ fn to_user(row: users::Model) -> User {
     }
 }
 
+impl SqlStorage {
+    /// Deletes a user whose handle could not be claimed. Best effort: a row left behind is
+    /// unreachable (no handle points at it) and harmless.
+    async fn forget_user(&self, id: UserId) {
+        let route = self.router.for_user(id);
+        let forgotten = async {
+            let txn = route.writer().begin().await?;
+            user_feeds::Entity::delete_by_id(id.0).exec(&txn).await?;
+            users::Entity::delete_by_id(id.0).exec(&txn).await?;
+            txn.commit().await
+        }
+        .await;
+        if let Err(error) = forgotten {
+            tracing::warn!(user = %id, %error, "cannot delete a user whose handle was taken");
+        }
+    }
+}
+
 #[async_trait]
 impl AccountStore for SqlStorage {
     #[instrument(skip_all, fields(handle = new.user.handle.as_str()))]
     async fn create_user(&self, new: NewUser) -> Result<CreatedUser, StoreError> {
         let user = new.user;
-        // The handle's claim lives on the handle's shard: take it first, so two sign-ups
-        // racing for one handle cannot both win.
-        let claim = handles::ActiveModel {
-            handle: Set(user.handle.as_str().to_owned()),
-            user_id: Set(user.id.0),
-        };
-        let handle_route = self.router.for_handle(&user.handle);
-        let claimed = handles::Entity::insert(claim)
-            .on_conflict_do_nothing_on([handles::Column::Handle])
-            .exec(handle_route.writer())
-            .await
-            .map_err(from_db)?;
-        if matches!(claimed, TryInsertResult::Conflicted) {
-            return Ok(CreatedUser::HandleTaken);
-        }
-        handle_route.wrote().await;
-
+        // The user row first, the handle claim second: until the handle points at the user,
+        // nobody can reach the row, so a crash in between leaves an unreachable row, never a
+        // handle that points at nobody. The claim (on the handle's shard) decides races.
         let user_route = self.router.for_user(user.id);
         let stored = async {
             let txn = user_route.writer().begin().await?;
@@ -65,15 +69,31 @@ impl AccountStore for SqlStorage {
             txn.commit().await
         }
         .await;
-        if let Err(err) = stored {
-            // Give the handle back, or it would stay claimed by nobody.
-            let _ = handles::Entity::delete_by_id(user.handle.as_str().to_owned())
-                .exec(handle_route.writer())
-                .await;
-            return Err(from_db(err));
-        }
+        stored.map_err(from_db)?;
         user_route.wrote().await;
-        Ok(CreatedUser::Created(user))
+
+        let handle_route = self.router.for_handle(&user.handle);
+        let claimed = handles::Entity::insert(handles::ActiveModel {
+            handle: Set(user.handle.as_str().to_owned()),
+            user_id: Set(user.id.0),
+        })
+        .on_conflict_do_nothing_on([handles::Column::Handle])
+        .exec(handle_route.writer())
+        .await;
+        match claimed {
+            Ok(TryInsertResult::Conflicted) => {
+                self.forget_user(user.id).await;
+                Ok(CreatedUser::HandleTaken)
+            }
+            Ok(_) => {
+                handle_route.wrote().await;
+                Ok(CreatedUser::Created(user))
+            }
+            Err(err) => {
+                self.forget_user(user.id).await;
+                Err(from_db(err))
+            }
+        }
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -110,6 +130,21 @@ impl AccountStore for SqlStorage {
                 })
                 .await
                 .map_err(from_db)?;
+            // Ids a replica did not know yet (users registered through another process)
+            // are asked again of the primary.
+            let missing: Vec<_> = ids
+                .iter()
+                .filter(|id| !rows.iter().any(|row| row.id == **id))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                let late = users::Entity::find()
+                    .filter(users::Column::Id.is_in(missing))
+                    .all(&self.router.shard(index).writer)
+                    .await
+                    .map_err(from_db)?;
+                found.extend(late.into_iter().map(to_user));
+            }
             found.extend(rows.into_iter().map(to_user));
         }
         Ok(found)

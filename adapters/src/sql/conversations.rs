@@ -7,8 +7,8 @@ use duet_domain::inbox::FeedEventBody;
 use duet_domain::{ConversationId, MessageId, StoreError, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tracing::instrument;
 
@@ -145,7 +145,10 @@ impl SqlStorage {
         .await;
         match inserted {
             Ok(_) => {}
-            Err(err) if is_unique_violation(&err) => return Ok(AppendStep::LostRace),
+            Err(err) if is_unique_violation(&err) => {
+                txn.rollback().await.map_err(from_db)?;
+                return Ok(AppendStep::LostRace);
+            }
             Err(err) => return Err(from_db(err)),
         }
         let event = DurableEvent::new(
@@ -194,11 +197,24 @@ impl ConversationStore for SqlStorage {
         Ok((stored, created))
     }
 
-    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+    async fn conversation(
+        &self,
+        id: ConversationId,
+        member: UserId,
+    ) -> Result<Option<Conversation>, StoreError> {
         Ok(self
             .router
             .for_conversation(id)
-            .find(|db| async move { conversations::Entity::find_by_id(id.0).one(&db).await })
+            .find(|db| async move {
+                conversations::Entity::find_by_id(id.0)
+                    .filter(
+                        Condition::any()
+                            .add(conversations::Column::UserLo.eq(member.0))
+                            .add(conversations::Column::UserHi.eq(member.0)),
+                    )
+                    .one(&db)
+                    .await
+            })
             .await
             .map_err(from_db)?
             .map(to_conversation))

@@ -184,10 +184,12 @@ impl SqlStorage {
                 .await
                 .map_err(from_db)?;
         }
+        // Stamped when it entered the feed, so age order is cursor order and pruning (by
+        // age) always removes a prefix of the feed.
         let applied = FeedEvent {
             cursor,
             body: event.clone(),
-            created_at: at,
+            created_at: duet_domain::clock::now(),
         };
         feed_events::Entity::insert(feed_events::ActiveModel {
             user_id: Set(user.0),
@@ -196,7 +198,7 @@ impl SqlStorage {
             kind: Set(event.kind().to_owned()),
             seq: Set(event.seq()),
             payload: Set(serde_json::to_string(event).map_err(from_json)?),
-            created_at: Set(at),
+            created_at: Set(applied.created_at),
         })
         .exec_without_returning(txn)
         .await
@@ -238,6 +240,8 @@ impl InboxStore for SqlStorage {
         if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
             txn.commit().await.map_err(from_db)?;
             route.wrote().await;
+        } else {
+            txn.rollback().await.map_err(from_db)?;
         }
         Ok(())
     }
@@ -256,6 +260,9 @@ impl InboxStore for SqlStorage {
         if applied.is_some() {
             txn.commit().await.map_err(from_db)?;
             route.wrote().await;
+        } else {
+            // Roll back now: the cursor bump holds the feed's row lock until then.
+            txn.rollback().await.map_err(from_db)?;
         }
         Ok(applied)
     }
@@ -330,12 +337,12 @@ impl InboxStore for SqlStorage {
     }
 
     async fn replay(&self, user: UserId, since: i64, limit: u32) -> Result<Replay, StoreError> {
-        // Both reads on one connection, so the feed's bounds and its events agree.
+        // The events first, the feed's bounds second (a later snapshot): if pruning ran in
+        // between, the bounds say so and the answer is a resync, never a silent gap.
         let (feed, rows) = self
             .router
             .for_user(user)
             .read(|db| async move {
-                let feed = user_feeds::Entity::find_by_id(user.0).one(&db).await?;
                 let rows = feed_events::Entity::find()
                     .filter(feed_events::Column::UserId.eq(user.0))
                     .filter(feed_events::Column::Cursor.gt(since))
@@ -343,6 +350,7 @@ impl InboxStore for SqlStorage {
                     .limit(u64::from(limit))
                     .all(&db)
                     .await?;
+                let feed = user_feeds::Entity::find_by_id(user.0).one(&db).await?;
                 Ok((feed, rows))
             })
             .await
@@ -369,16 +377,17 @@ impl InboxStore for SqlStorage {
         let mut pruned = 0;
         for shard in self.router.shards() {
             let backend = shard.writer.get_database_backend();
-            let p = match backend {
-                sea_orm::DbBackend::Postgres => "$1",
-                _ => "?1",
+            let (p, greatest) = match backend {
+                sea_orm::DbBackend::Postgres => ("$1", "GREATEST"),
+                _ => ("?1", "MAX"),
             };
             let txn = shard.writer.begin().await.map_err(from_db)?;
             // Remember, per user, the newest cursor that is gone: a client resuming from
             // before it must resync instead of silently missing events.
             let mark = format!(
-                "UPDATE user_feeds SET pruned_through = (SELECT MAX(f.\"cursor\") FROM feed_events f \
-                 WHERE f.user_id = user_feeds.user_id AND f.created_at < {p}) \
+                "UPDATE user_feeds SET pruned_through = {greatest}(pruned_through, \
+                 (SELECT MAX(f.\"cursor\") FROM feed_events f \
+                 WHERE f.user_id = user_feeds.user_id AND f.created_at < {p})) \
                  WHERE user_id IN (SELECT user_id FROM feed_events WHERE created_at < {p})"
             );
             txn.execute_raw(Statement::from_sql_and_values(

@@ -22,7 +22,7 @@ pub async fn first_frame_auth(
     state: &AppState,
     inbound: &mut SplitStream<WebSocketStream>,
     out: &mut Outbound,
-) -> Option<Caller> {
+) -> Option<(Caller, SessionToken)> {
     let deadline = tokio::time::sleep(AUTH_TIMEOUT);
     tokio::pin!(deadline);
     let text = loop {
@@ -56,7 +56,7 @@ pub async fn first_frame_auth(
         }
     };
     match authenticate(state, &token).await {
-        Ok(Some(caller)) => Some(caller),
+        Ok(Some(caller)) => Some((caller, token)),
         Ok(None) => {
             out.reject(ServerFrame::from_api_error(&ApiError::unauthorized()))
                 .await;

@@ -47,8 +47,9 @@ async fn upgrade(req: &Request, state: Arc<AppState>) -> Result<Response, Respon
         HeaderToken::Absent => None,
         HeaderToken::Malformed => return Err(ApiError::unauthorized().into_response()),
         HeaderToken::Present(token) => {
-            match authenticate(&state, &SessionToken::new(token)).await {
-                Ok(Some(caller)) => Some(caller),
+            let token = SessionToken::new(token);
+            match authenticate(&state, &token).await {
+                Ok(Some(caller)) => Some((caller, token)),
                 Ok(None) => return Err(ApiError::unauthorized().into_response()),
                 Err(err) => return Err(err.into_response()),
             }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use duet_domain::ConversationId;
-use duet_domain::accounts::Caller;
+use duet_domain::accounts::{Caller, SessionToken};
 use duet_domain::events::{LiveEvent, LiveItem};
 use duet_domain::inbox::Replay;
 use futures::StreamExt;
@@ -31,7 +31,7 @@ const MAX_RESYNCS: u32 = 3;
 pub async fn run(
     socket: WebSocketStream,
     state: Arc<AppState>,
-    caller: Option<Caller>,
+    authenticated: Option<(Caller, SessionToken)>,
     since: Option<i64>,
 ) {
     let (sink, mut inbound) = socket.split();
@@ -39,10 +39,10 @@ pub async fn run(
         sink,
         shutdown: state.shutdown.clone(),
     };
-    let caller = match caller {
-        Some(caller) => caller,
+    let (caller, token) = match authenticated {
+        Some(authenticated) => authenticated,
         None => match first_frame_auth(&state, &mut inbound, &mut out).await {
-            Some(caller) => caller,
+            Some(authenticated) => authenticated,
             None => return,
         },
     };
@@ -51,6 +51,7 @@ pub async fn run(
     let mut session = Session {
         state,
         caller,
+        token,
         out,
         last_sent: 0,
     };
@@ -62,6 +63,8 @@ pub async fn run(
 struct Session {
     state: Arc<AppState>,
     caller: Caller,
+    /// Checked again every `server.ws_session_check_secs`: a logout or expiry ends the stream.
+    token: SessionToken,
     out: Outbound,
     /// The newest feed cursor the client has been sent (or told to resync to).
     last_sent: i64,
@@ -94,13 +97,27 @@ impl Session {
                 .to_text(),
             )
             .await?;
+        let mut recheck = tokio::time::interval(std::time::Duration::from_secs(
+            self.state.server.ws_session_check_secs,
+        ));
+        recheck.reset();
         loop {
             tokio::select! {
+                _ = recheck.tick() => {
+                    if !self.session_still_valid().await {
+                        self.out.close(CloseCode::Policy, "session ended").await;
+                        return Ok(());
+                    }
+                }
                 () = self.out.shutdown.cancelled() => {
                     self.out.close(CloseCode::Away, "server shutting down").await;
                     return Ok(());
                 }
                 item = live.next() => match item {
+                    // A hole before this cursor: another process applied an event this
+                    // one never saw live. The feed has it; fetch it before moving on.
+                    Some(LiveItem::Event(LiveEvent::Feed(feed)))
+                        if feed.cursor > self.last_sent + 1 => self.catch_up().await?,
                     Some(LiveItem::Event(event)) => self.forward(event).await?,
                     Some(LiveItem::Lagged) => self.catch_up().await?,
                     None => {
@@ -134,6 +151,18 @@ impl Session {
                         return Ok(());
                     }
                 },
+            }
+        }
+    }
+
+    /// Whether the token is still a live session. A storage failure keeps the stream open:
+    /// it will be asked again at the next check.
+    async fn session_still_valid(&self) -> bool {
+        match self.state.accounts.authenticate(&self.token).await {
+            Ok(found) => found == Some(self.caller),
+            Err(error) => {
+                tracing::warn!(%error, "cannot re-check a WebSocket session");
+                true
             }
         }
     }

@@ -13,8 +13,13 @@ pub trait ConversationStore: Send + Sync {
     /// whether this call created it.
     async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError>;
 
-    /// The conversation with this id.
-    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError>;
+    /// The conversation with this id, if `member` is in it. One the member is not in is
+    /// indistinguishable from none, down to the queries it costs (no timing oracle).
+    async fn conversation(
+        &self,
+        id: ConversationId,
+        member: UserId,
+    ) -> Result<Option<Conversation>, StoreError>;
 
     /// In one transaction: if `(sender, client_msg_id)` was already stored in this
     /// conversation, returns that message as `Replayed` and writes nothing; otherwise assigns

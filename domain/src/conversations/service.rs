@@ -213,9 +213,8 @@ impl ConversationService {
         id: ConversationId,
     ) -> Result<Conversation, ConversationError> {
         self.conversations
-            .conversation(id)
+            .conversation(id, caller.user_id)
             .await?
-            .filter(|c| c.has_member(caller.user_id))
             .ok_or(ConversationError::NotFound)
     }
 

@@ -110,13 +110,15 @@ impl InboxService {
             .into_iter()
             .map(|u| (u.id, u))
             .collect();
-        entries
+        Ok(entries
             .into_iter()
-            .map(|e| {
-                let peer = peers.get(&e.peer_id).cloned().ok_or_else(|| {
-                    StoreError::Unexpected(anyhow::anyhow!("peer {} is missing", e.peer_id))
-                })?;
-                Ok(ConversationView {
+            .filter_map(|e| {
+                // A peer that cannot be found must not take the whole page down with it.
+                let Some(peer) = peers.get(&e.peer_id).cloned() else {
+                    tracing::warn!(peer = %e.peer_id, conversation = %e.conversation_id, "inbox entry without its peer");
+                    return None;
+                };
+                Some(ConversationView {
                     id: e.conversation_id,
                     peer,
                     last_message: e.last_message,
@@ -127,6 +129,6 @@ impl InboxService {
                     version: e.version,
                 })
             })
-            .collect()
+            .collect())
     }
 }

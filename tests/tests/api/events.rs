@@ -277,3 +277,29 @@ async fn a_token_in_the_url_does_not_authenticate() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_closes_the_open_event_stream_at_the_next_session_check() {
+    let app = spawn_app_with(&[("server.ws_session_check_secs", "1")]).await;
+    let [alice, bob] = app.register_users(["alice", "bob"]).await;
+    let mut kept = app.ws_connect(&alice, None).await;
+    let mut revoked = app.ws_connect(&bob, None).await;
+    kept.expect_type("ready").await;
+    revoked.expect_type("ready").await;
+
+    app.call(
+        reqwest::Method::DELETE,
+        "/v1/sessions/current",
+        Some(&bob.token),
+        None,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+
+    revoked.assert_closed_within(Duration::from_secs(5)).await;
+    // A session that is still valid keeps its stream through several checks.
+    kept.assert_nothing_pending(Duration::from_millis(2500))
+        .await;
+    kept.send(&json!({"type": "ping"})).await;
+    assert_eq!(kept.next().await, json!({"type": "pong"}));
+}
