@@ -39,6 +39,7 @@ pub struct Application {
     state: Arc<AppState>,
     relay: Arc<Relay>,
     inbox: Arc<dyn InboxStore>,
+    accounts: Arc<dyn AccountStore>,
     storage: SqlStorage,
     settings: Settings,
 }
@@ -90,7 +91,7 @@ impl Application {
                 inbox.clone(),
                 live.clone(),
             ),
-            inbox: InboxService::new(accounts, inbox.clone()),
+            inbox: InboxService::new(accounts.clone(), inbox.clone()),
             live,
             storage: storage.clone(),
             auth_limiter: AuthRateLimiter::new(attempts),
@@ -114,6 +115,7 @@ impl Application {
             state,
             relay,
             inbox,
+            accounts,
             storage,
             settings,
         })
@@ -144,6 +146,7 @@ impl Application {
             state,
             relay,
             inbox,
+            accounts,
             storage,
             settings,
         } = self;
@@ -157,8 +160,9 @@ impl Application {
             Duration::from_millis(delivery.relay_poll_ms),
             shutdown.clone(),
         ));
-        workers.spawn(workers::prune_feeds(
+        workers.spawn(workers::prune(
             inbox,
+            accounts,
             Duration::from_secs(delivery.prune_interval_secs),
             chrono::Duration::days(i64::from(delivery.feed_retention_days)),
             shutdown.clone(),

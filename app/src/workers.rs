@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use duet_domain::accounts::AccountStore;
 use duet_domain::events::Relay;
 use duet_domain::inbox::InboxStore;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -54,10 +55,12 @@ pub async fn relay(relay: Arc<Relay>, poll: Duration, shutdown: CancellationToke
     tracing::debug!("relay stopped");
 }
 
-/// Every `interval` (and once at start), deletes feed events older than `retention`.
-/// Clients further behind than that get a resync answer instead of a replay.
-pub async fn prune_feeds(
+/// Every `interval` (and once at start), deletes feed events older than `retention` and
+/// sessions that have expired. Clients further behind than the retention get a resync answer
+/// instead of a replay.
+pub async fn prune(
     inbox: Arc<dyn InboxStore>,
+    accounts: Arc<dyn AccountStore>,
     interval: Duration,
     retention: chrono::Duration,
     shutdown: CancellationToken,
@@ -69,13 +72,19 @@ pub async fn prune_feeds(
             () = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        match inbox.prune_feeds(Utc::now() - retention).await {
+        let now = Utc::now();
+        match inbox.prune_feeds(now - retention).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned old feed events"),
             Err(err) => tracing::warn!(error = format!("{err:#}"), "feed pruning failed"),
         }
+        match accounts.delete_expired_sessions(now).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired sessions"),
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "session pruning failed"),
+        }
     }
-    tracing::debug!("feed pruner stopped");
+    tracing::debug!("pruner stopped");
 }
 
 /// Drains histogram samples regularly so the recorder's memory stays bounded between scrapes.

@@ -223,4 +223,20 @@ impl AccountStore for SqlStorage {
         route.wrote().await;
         Ok(())
     }
+
+    async fn delete_expired_sessions(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for shard in self.router.shards() {
+            deleted += sessions::Entity::delete_many()
+                .filter(sessions::Column::ExpiresAt.lt(now))
+                .exec(&shard.writer)
+                .await
+                .map_err(from_db)?
+                .rows_affected;
+        }
+        Ok(deleted)
+    }
 }

@@ -52,6 +52,7 @@ pub async fn run(
         state,
         caller,
         token,
+        typing_throttle: TypingThrottle::default(),
         out,
         last_sent: 0,
     };
@@ -65,6 +66,7 @@ struct Session {
     caller: Caller,
     /// Checked again every `server.ws_session_check_secs`: a logout or expiry ends the stream.
     token: SessionToken,
+    typing_throttle: TypingThrottle,
     out: Outbound,
     /// The newest feed cursor the client has been sent (or told to resync to).
     last_sent: i64,
@@ -223,6 +225,9 @@ impl Session {
         match serde_json::from_str::<ClientFrame>(text) {
             Ok(ClientFrame::Ping) => self.send(ServerFrame::Pong).await,
             Ok(ClientFrame::Typing { conversation_id }) => {
+                if !self.typing_throttle.allow(conversation_id) {
+                    return Ok(());
+                }
                 let typed = self
                     .state
                     .conversations
@@ -271,5 +276,50 @@ impl LiveGauge {
 impl Drop for LiveGauge {
     fn drop(&mut self) {
         metrics::gauge!("duet_live_connections").decrement(1.0);
+    }
+}
+
+/// How often one socket may signal typing in one conversation; repeats inside it are dropped
+/// (typing is droppable), so a chatty client costs one membership check and one publish per
+/// conversation per interval, not one per keystroke.
+const TYPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Remembers when this socket last relayed typing, per conversation (a few at most).
+#[derive(Default)]
+struct TypingThrottle {
+    last: std::collections::HashMap<uuid::Uuid, tokio::time::Instant>,
+}
+
+impl TypingThrottle {
+    fn allow(&mut self, conversation: uuid::Uuid) -> bool {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .get(&conversation)
+            .is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL)
+        {
+            return false;
+        }
+        self.last
+            .retain(|_, at| now.duration_since(*at) < TYPING_INTERVAL);
+        self.last.insert(conversation, now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_is_relayed_once_per_conversation_per_interval() {
+        let mut throttle = TypingThrottle::default();
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert!(throttle.allow(a));
+        assert!(!throttle.allow(a));
+        assert!(throttle.allow(b));
+        tokio::time::advance(TYPING_INTERVAL).await;
+        assert!(throttle.allow(a));
+        assert_eq!(throttle.last.len(), 1, "expired entries are forgotten");
     }
 }

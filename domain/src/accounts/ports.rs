@@ -41,6 +41,12 @@ pub trait AccountStore: Send + Sync {
 
     /// Deletes a session; deleting one that is gone is not an error.
     async fn delete_session(&self, user: UserId, token_hash: &str) -> Result<(), StoreError>;
+
+    /// Deletes every session that expired before `now`, on every shard; returns how many.
+    async fn delete_expired_sessions(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Password hashing and token minting: CPU work with secrets, kept out of the domain.

@@ -346,3 +346,40 @@ async fn registering_the_same_handle_concurrently_creates_one_user() {
         .expect(StatusCode::CREATED);
     assert_eq!(session["user"], created[0].json);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pruner_deletes_expired_sessions_and_keeps_valid_ones() {
+    // Two processes on one database: one hands out sessions that expire at once.
+    let lasting = spawn_app_with(&[("delivery.prune_interval_secs", "1")]).await;
+    let expiring = lasting
+        .spawn_another(&[("auth.session_ttl_hours", "0")])
+        .await;
+    let [alice] = expiring.register_users(["alice"]).await;
+    let [bob] = lasting.register_users(["bob"]).await;
+    let url = match lasting.setting("storage.kind").as_deref() {
+        Some("postgres") => lasting.setting("storage.postgres.url").expect("a url"),
+        _ => format!(
+            "sqlite://{}?mode=ro",
+            lasting.setting("storage.sqlite.path").expect("a path")
+        ),
+    };
+    let db = crate::helpers::postgres::connect(&url)
+        .await
+        .expect("the test database opens");
+
+    crate::helpers::eventually("the expired session to be deleted", || async {
+        let left =
+            crate::helpers::postgres::query_i64(&db, "SELECT COUNT(*) AS value FROM sessions")
+                .await;
+        (left == 1).then_some(())
+    })
+    .await;
+    lasting
+        .get("/v1/me", Some(&bob.token))
+        .await
+        .expect(StatusCode::OK);
+    lasting
+        .get("/v1/me", Some(&alice.token))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+}
