@@ -135,7 +135,7 @@ pub struct ShardRouter {
 
 impl ShardRouter {
     pub(super) async fn connect(options: &SqlOptions) -> anyhow::Result<Self> {
-        let mut watched = Vec::new();
+        let mut watcher = None;
         let shard = match &options.backend {
             SqlBackend::Sqlite {
                 path,
@@ -147,7 +147,7 @@ impl ShardRouter {
                 max_connections,
                 replicas,
                 max_replica_lag_bytes,
-                replica_check_interval: _,
+                replica_check_interval,
             } => {
                 let db = Database::connect(postgres_options(url, *max_connections, false))
                     .await
@@ -169,7 +169,10 @@ impl ShardRouter {
                         .await
                         .context("reading the primary's WAL position")?;
                     set.check(&db).await;
-                    watched.push((db.clone(), set.clone()));
+                    watcher = Some(tokio::spawn(replicas::watch(
+                        vec![(db.clone(), set.clone())],
+                        *replica_check_interval,
+                    )));
                     Some(set)
                 };
                 Shard {
@@ -179,19 +182,6 @@ impl ShardRouter {
                     replicas,
                 }
             }
-        };
-        let watcher = match (&options.backend, watched.is_empty()) {
-            (
-                SqlBackend::Postgres {
-                    replica_check_interval,
-                    ..
-                },
-                false,
-            ) => Some(tokio::spawn(replicas::watch(
-                watched,
-                *replica_check_interval,
-            ))),
-            _ => None,
         };
         Ok(Self {
             shards: vec![shard],
