@@ -21,8 +21,9 @@ RUN set -eux; \
         : > "$crate/src/lib.rs"; \
     done; \
     echo 'fn main() {}' > app/src/main.rs; \
-    mkdir -p tests/tests/api; \
+    mkdir -p tests/tests/api tests/tests/replica; \
     : > tests/tests/api/main.rs; \
+    : > tests/tests/replica/main.rs; \
     cargo build --release --locked -p duet; \
     rm -rf domain adapters migrations app tests
 
