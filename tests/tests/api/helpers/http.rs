@@ -57,13 +57,7 @@ impl TestApp {
         if let Some(body) = body {
             request = request.json(body);
         }
-        into_reply(
-            request
-                .send()
-                .await
-                .expect("the request reaches the server"),
-        )
-        .await
+        send(request).await
     }
 
     /// A request with a raw body sent as `application/json` (for malformed JSON tests).
@@ -82,13 +76,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        into_reply(
-            request
-                .send()
-                .await
-                .expect("the request reaches the server"),
-        )
-        .await
+        send(request).await
     }
 
     /// A request with a literal `Authorization` header value (or none).
@@ -106,13 +94,7 @@ impl TestApp {
         if let Some(body) = body {
             request = request.json(body);
         }
-        into_reply(
-            request
-                .send()
-                .await
-                .expect("the request reaches the server"),
-        )
-        .await
+        send(request).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
@@ -129,6 +111,17 @@ impl Reply {
     pub async fn read(response: reqwest::Response) -> Reply {
         into_reply(response).await
     }
+}
+
+/// Sends a request the server must answer, and reads the answer.
+async fn send(request: reqwest::RequestBuilder) -> Reply {
+    into_reply(
+        request
+            .send()
+            .await
+            .expect("the request reaches the server"),
+    )
+    .await
 }
 
 async fn into_reply(response: reqwest::Response) -> Reply {
