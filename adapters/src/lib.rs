@@ -7,4 +7,7 @@
 
 pub mod crypto;
 pub mod memory;
+pub mod memory_cache;
+pub mod nats;
+pub mod redis;
 pub mod sql;

@@ -12,6 +12,7 @@
 //! - [`state`]: what every handler shares.
 
 pub mod api;
+pub mod bench;
 pub mod capacity;
 pub mod config;
 pub mod rate_limit;

@@ -9,6 +9,7 @@
 //! implemented in `duet-adapters`) and `service.rs` (use cases the API calls).
 
 pub mod accounts;
+pub mod cache;
 pub mod clock;
 pub mod conversations;
 pub mod error;

@@ -4,6 +4,7 @@
 //! those groups, so spreading shards over several databases is configuration.
 
 mod accounts;
+pub mod baseline;
 mod conversations;
 mod entities;
 mod errors;

@@ -1,0 +1,1 @@
+//! In-process caches for the `small` profile (one process): history pages and presence.

@@ -1,0 +1,1 @@
+//! NATS: JetStream for the durable event queue, core subjects for live fan-out.

@@ -1,0 +1,1 @@
+//! Redis: session and history caches, presence, shared send rate limits.

@@ -1,0 +1,1 @@
+//! Raw-insert baseline for `duet bench --baseline`.
