@@ -1,0 +1,248 @@
+//! Live fan-out over core NATS: at most once, never stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_nats::Subscriber;
+use async_trait::async_trait;
+use duet_domain::UserId;
+use duet_domain::events::{LiveBus, LiveEvent, LiveItem};
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::{broadcast, watch};
+use tokio::task::AbortHandle;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::Nats;
+
+/// Longest a live publish may wait for room in the client's outgoing queue; beyond it the
+/// event is dropped (the device catches up from its feed).
+const PUBLISH_WAIT: Duration = Duration::from_millis(250);
+
+/// Publishes each user's live events to `{prefix}.live.{user}` and fans them out to this
+/// process's devices of that user.
+///
+/// A process holds ONE NATS subscription per connected user, shared by all of that user's
+/// local devices through a bounded broadcast channel, and drops it with the last device.
+/// Core NATS does not keep what it could not deliver, so every reconnection tells every
+/// local device it lagged: it catches up from the feed, which is the truth.
+pub struct NatsLiveBus {
+    nats: Nats,
+    users: Arc<Users>,
+    _lag_on_reconnect: DropGuard,
+}
+
+type Users = Mutex<HashMap<UserId, UserChannel>>;
+
+/// The local fan-out of one user's subject.
+struct UserChannel {
+    sender: broadcast::Sender<LiveItem>,
+    /// The task forwarding the NATS subscription; aborting it drops (unsubscribes) it.
+    forwarder: AbortHandle,
+}
+
+impl NatsLiveBus {
+    pub fn new(nats: &Nats) -> Self {
+        let users = Arc::new(Users::default());
+        let stop = CancellationToken::new();
+        tokio::spawn(lag_on_reconnect(
+            nats.connects(),
+            Arc::downgrade(&users),
+            stop.clone(),
+        ));
+        Self {
+            nats: nats.clone(),
+            users,
+            _lag_on_reconnect: stop.drop_guard(),
+        }
+    }
+
+    /// Users with at least one device subscribed on this process (one NATS subscription each).
+    pub fn local_users(&self) -> usize {
+        lock(&self.users).len()
+    }
+
+    /// A receiver on `user`'s channel, if this process already subscribed to them.
+    fn join(&self, user: UserId) -> Option<broadcast::Receiver<LiveItem>> {
+        lock(&self.users)
+            .get(&user)
+            .map(|channel| channel.sender.subscribe())
+    }
+
+    /// Joins the channel another caller started meanwhile, or starts one over `subscriber`.
+    fn join_or_start(
+        &self,
+        user: UserId,
+        subscriber: Option<Subscriber>,
+    ) -> broadcast::Receiver<LiveItem> {
+        let mut users = lock(&self.users);
+        if let Some(channel) = users.get(&user) {
+            // Lost the race: `subscriber` drops here and unsubscribes.
+            return channel.sender.subscribe();
+        }
+        let (sender, receiver) = broadcast::channel(self.nats.options().live_buffer);
+        let forwarder = match subscriber {
+            Some(subscriber) => tokio::spawn(forward(subscriber, sender.clone())),
+            None => tokio::spawn(async {}),
+        }
+        .abort_handle();
+        users.insert(user, UserChannel { sender, forwarder });
+        receiver
+    }
+}
+
+#[async_trait]
+impl LiveBus for NatsLiveBus {
+    async fn publish(&self, user: UserId, event: LiveEvent) {
+        if !self.nats.is_connected() {
+            metrics::counter!("duet_nats_live_dropped_total").increment(1);
+            return;
+        }
+        let payload = match serde_json::to_vec(&event) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, "live event not serializable");
+                metrics::counter!("duet_nats_live_dropped_total").increment(1);
+                return;
+            }
+        };
+        let subject = self.nats.options().live_subject(user);
+        match tokio::time::timeout(
+            PUBLISH_WAIT,
+            self.nats.client().publish(subject, payload.into()),
+        )
+        .await
+        {
+            Ok(Ok(())) => metrics::counter!("duet_nats_live_published_total").increment(1),
+            Ok(Err(_)) | Err(_) => metrics::counter!("duet_nats_live_dropped_total").increment(1),
+        }
+    }
+
+    async fn subscribe(&self, user: UserId) -> BoxStream<'static, LiveItem> {
+        let receiver = match self.join(user) {
+            Some(receiver) => receiver,
+            None => {
+                let subject = self.nats.options().live_subject(user);
+                let subscriber = match self.nats.client().subscribe(subject).await {
+                    Ok(subscriber) => Some(subscriber),
+                    Err(err) => {
+                        // Only a closed client refuses; the device still gets its feed.
+                        tracing::error!(error = %err, "live subscription failed");
+                        None
+                    }
+                };
+                self.join_or_start(user, subscriber)
+            }
+        };
+        // The caller reads its snapshot after this returns: the server must know the
+        // subscription by then, or events in between would be missed. When NATS is down,
+        // the reconnect lags this subscriber instead.
+        if self.nats.is_connected() {
+            let timeout = self.nats.options().request_timeout;
+            if !matches!(
+                tokio::time::timeout(timeout, self.nats.client().flush()).await,
+                Ok(Ok(()))
+            ) {
+                tracing::debug!("live subscription not confirmed by NATS");
+            }
+        }
+        let items = BroadcastStream::new(receiver)
+            .map(|item| match item {
+                Ok(item) => item,
+                Err(BroadcastStreamRecvError::Lagged(_)) => LiveItem::Lagged,
+            })
+            .boxed();
+        Subscription {
+            items,
+            _unsubscribe: Unsubscribe {
+                users: Arc::clone(&self.users),
+                user,
+            },
+        }
+        .boxed()
+    }
+}
+
+/// Forwards one user's NATS messages to the local channel until aborted.
+async fn forward(mut subscriber: Subscriber, sender: broadcast::Sender<LiveItem>) {
+    while let Some(message) = subscriber.next().await {
+        match serde_json::from_slice::<LiveEvent>(&message.payload) {
+            // No local receiver left only means the channel is about to be removed.
+            Ok(event) => drop(sender.send(LiveItem::Event(event))),
+            Err(err) => {
+                tracing::warn!(error = %err, subject = %message.subject, "undecodable live event dropped")
+            }
+        }
+    }
+}
+
+/// Lags every local subscriber whenever the connection comes back.
+async fn lag_on_reconnect(
+    mut connects: watch::Receiver<u64>,
+    users: std::sync::Weak<Users>,
+    stop: CancellationToken,
+) {
+    connects.borrow_and_update();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = connects.changed() => if changed.is_err() { return },
+        }
+        let Some(users) = users.upgrade() else { return };
+        let users = lock(&users);
+        tracing::info!(
+            users = users.len(),
+            "NATS reconnected: live subscribers catch up"
+        );
+        for channel in users.values() {
+            drop(channel.sender.send(LiveItem::Lagged));
+        }
+    }
+}
+
+fn lock(users: &Users) -> MutexGuard<'_, HashMap<UserId, UserChannel>> {
+    // A poisoned lock only means another thread panicked mid-insert; the map is intact.
+    users
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A device's live items; its fields drop in order: the receiver first, then the guard.
+struct Subscription {
+    items: BoxStream<'static, LiveItem>,
+    _unsubscribe: Unsubscribe,
+}
+
+impl futures::Stream for Subscription {
+    type Item = LiveItem;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<LiveItem>> {
+        self.items.poll_next_unpin(cx)
+    }
+}
+
+/// Dropped with a device's stream: the user's last local device takes the NATS
+/// subscription with it.
+struct Unsubscribe {
+    users: Arc<Users>,
+    user: UserId,
+}
+
+impl Drop for Unsubscribe {
+    fn drop(&mut self) {
+        let mut users = lock(&self.users);
+        // New subscribers take the lock first, so none can join between count and removal.
+        if users
+            .get(&self.user)
+            .is_some_and(|channel| channel.sender.receiver_count() == 0)
+            && let Some(channel) = users.remove(&self.user)
+        {
+            channel.forwarder.abort();
+        }
+    }
+}
