@@ -11,9 +11,10 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-/// A queue whose hand-off *is* delivery: `publish` applies each event before returning, so
+/// A queue whose hand-off *is* delivery: `publish` applies the events before returning, so
 /// the relay deletes an outbox row only once both inboxes have it. Nothing sits in memory
-/// that a crash could lose.
+/// that a crash could lose. The whole relay batch goes to the handler at once
+/// ([`EventHandler::handle_batch`]), so delivery can apply it in a few transactions.
 pub struct DirectQueue {
     handler: Arc<dyn EventHandler>,
 }
@@ -27,10 +28,7 @@ impl DirectQueue {
 #[async_trait]
 impl EventQueue for DirectQueue {
     async fn publish(&self, events: &[DurableEvent]) -> Result<(), StoreError> {
-        for event in events {
-            self.handler.handle(event).await?;
-        }
-        Ok(())
+        self.handler.handle_batch(events).await
     }
 }
 

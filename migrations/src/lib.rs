@@ -3,11 +3,12 @@
 //! Tables group by shard key, and no query joins across groups:
 //! - by user id: `users`, `sessions`, `user_feeds`, `inbox_entries`, `feed_events`;
 //! - by handle: `handles`;
-//! - by conversation id: `conversations`, `messages`, `outbox`.
+//! - by conversation id: `conversations`, `messages`, `outbox`, `outbox_dead_letters`.
 
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
+mod m20261201_000001_outbox_dead_letters;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -15,6 +16,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_initial::Migration)]
+        vec![
+            Box::new(m20261128_000001_initial::Migration),
+            Box::new(m20261201_000001_outbox_dead_letters::Migration),
+        ]
     }
 }

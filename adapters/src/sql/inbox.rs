@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use duet_domain::conversations::Message;
-use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxEntry, InboxStore, Replay};
+use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxEntry, InboxStore, InboxUpdate, Replay};
 use duet_domain::{ConversationId, StoreError, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -11,6 +11,7 @@ use sea_orm::{
 use tracing::instrument;
 
 use super::SqlStorage;
+use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
 
@@ -64,7 +65,7 @@ async fn next_cursor(txn: &DatabaseTransaction, user: UserId) -> Result<i64, Sto
 }
 
 /// The entry with `event` folded in, or `None` when the event changes nothing.
-fn fold(
+pub(super) fn fold(
     entry: inbox_entries::Model,
     user: UserId,
     event: &FeedEventBody,
@@ -105,7 +106,7 @@ fn fold(
     Ok(Some(next))
 }
 
-fn active(row: inbox_entries::Model) -> inbox_entries::ActiveModel {
+pub(super) fn active(row: inbox_entries::Model) -> inbox_entries::ActiveModel {
     inbox_entries::ActiveModel {
         user_id: Set(row.user_id),
         conversation_id: Set(row.conversation_id),
@@ -120,7 +121,7 @@ fn active(row: inbox_entries::Model) -> inbox_entries::ActiveModel {
     }
 }
 
-fn empty_entry(
+pub(super) fn empty_entry(
     user: UserId,
     conversation: ConversationId,
     peer: UserId,
@@ -224,7 +225,7 @@ impl InboxStore for SqlStorage {
         if existing.is_some() {
             return Ok(());
         }
-        let txn = route.writer().begin().await.map_err(from_db)?;
+        let txn = begin_write(route.writer()).await?;
         let cursor = next_cursor(&txn, user).await?;
         let mut entry = empty_entry(user, conversation, peer, at);
         entry.version = cursor;
@@ -255,7 +256,7 @@ impl InboxStore for SqlStorage {
         at: DateTime<Utc>,
     ) -> Result<Option<FeedEvent>, StoreError> {
         let route = self.router.for_user(user);
-        let txn = route.writer().begin().await.map_err(from_db)?;
+        let txn = begin_write(route.writer()).await?;
         let applied = self.apply_in_txn(&txn, user, peer, event, at).await?;
         if applied.is_some() {
             txn.commit().await.map_err(from_db)?;
@@ -265,6 +266,13 @@ impl InboxStore for SqlStorage {
             txn.rollback().await.map_err(from_db)?;
         }
         Ok(applied)
+    }
+
+    async fn apply_many(
+        &self,
+        updates: &[InboxUpdate<'_>],
+    ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+        self.apply_batch(updates).await
     }
 
     async fn entry(

@@ -2,13 +2,20 @@
 //! PostgreSQL. Every call goes through the [`ShardRouter`]: messages by conversation id,
 //! accounts, sessions and inboxes by user id, handle claims by handle. No query joins across
 //! those groups, so spreading shards over several databases is configuration.
+//!
+//! Writes on the send path are grouped: appends go through one writer task per database
+//! ([`group_commit`]) that commits many in one transaction, and delivery applies a whole
+//! relay batch to the inboxes with one transaction per user shard (`inbox_batch`).
 
 mod accounts;
+mod append_batch;
 pub mod baseline;
 mod conversations;
 mod entities;
 mod errors;
+pub mod group_commit;
 mod inbox;
+mod inbox_batch;
 mod outbox;
 mod replicas;
 mod router;
@@ -16,6 +23,7 @@ mod router;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use group_commit::GroupCommitOptions;
 pub use router::{Route, Shard, ShardRouter};
 
 /// Which database to connect to.
@@ -54,18 +62,49 @@ pub struct SqlOptions {
 pub struct SqlStorage {
     router: Arc<ShardRouter>,
     outbox_signal: Arc<tokio::sync::Notify>,
+    /// One group-commit writer per shard, by shard index; `None` when group commit is off.
+    group_commit: Option<Arc<[group_commit::GroupCommitter]>>,
+    /// The outbox shards this process's relay has claimed (PostgreSQL).
+    relay_claims: Arc<outbox::RelayClaims>,
 }
 
 impl SqlStorage {
-    /// Connects to every shard's database.
+    /// Connects to every shard's database, with group commit on its default settings.
     ///
     /// # Errors
     /// When a database cannot be opened or reached.
     pub async fn connect(options: SqlOptions) -> anyhow::Result<Self> {
-        let router = ShardRouter::connect(&options).await?;
+        Self::connect_with(options, GroupCommitOptions::default()).await
+    }
+
+    /// Connects to every shard's database and starts a group-commit writer task per shard
+    /// (on the current Tokio runtime) unless `group_commit.enabled` is false.
+    ///
+    /// # Errors
+    /// When a database cannot be opened or reached.
+    pub async fn connect_with(
+        options: SqlOptions,
+        group_commit: GroupCommitOptions,
+    ) -> anyhow::Result<Self> {
+        let router = Arc::new(ShardRouter::connect(&options).await?);
+        let outbox_signal = Arc::new(tokio::sync::Notify::new());
+        let writers = group_commit.enabled.then(|| {
+            (0..router.shards().len())
+                .map(|shard| {
+                    group_commit::GroupCommitter::start(
+                        router.clone(),
+                        shard,
+                        outbox_signal.clone(),
+                        group_commit,
+                    )
+                })
+                .collect()
+        });
         Ok(Self {
-            router: Arc::new(router),
-            outbox_signal: Arc::new(tokio::sync::Notify::new()),
+            router,
+            outbox_signal,
+            group_commit: writers,
+            relay_claims: Arc::default(),
         })
     }
 
@@ -94,6 +133,7 @@ impl SqlStorage {
 
     /// Closes every connection pool (so a SQLite file can be reopened at once).
     pub async fn close(&self) {
+        self.release_claims().await;
         self.router.stop();
         for shard in self.router.shards() {
             let _ = shard.writer.clone().close().await;

@@ -104,6 +104,19 @@ impl ReplicaSet {
         Ok(())
     }
 
+    /// [`Self::mark_written`] for several slots with one position read.
+    pub async fn mark_written_all(
+        &self,
+        primary: &DatabaseConnection,
+        slots: impl IntoIterator<Item = usize>,
+    ) -> Result<(), DbErr> {
+        let lsn = current_lsn(primary, "pg_current_wal_insert_lsn()").await?;
+        for slot in slots {
+            self.marks[slot].fetch_max(lsn, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
     /// Measures every replica against the primary and updates the rotation and metrics.
     pub async fn check(&self, primary: &DatabaseConnection) {
         let primary_lsn = current_lsn(primary, "pg_current_wal_lsn()").await.ok();

@@ -72,6 +72,15 @@ impl Shard {
         query.await
     }
 
+    /// [`Shard::wrote`] for every slot a batch wrote, reading the primary's position once.
+    pub async fn wrote_all(&self, slots: impl IntoIterator<Item = usize>) {
+        if let Some(set) = &self.replicas
+            && let Err(error) = set.mark_written_all(&self.writer, slots).await
+        {
+            tracing::warn!(%error, "cannot read the primary's WAL position");
+        }
+    }
+
     /// Records, after a commit, that the key in `slot` was written: its reads stay on the
     /// primary until a replica has replayed this far. A no-op without replicas.
     pub async fn wrote(&self, slot: usize) {

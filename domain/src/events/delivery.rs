@@ -5,7 +5,7 @@ use tracing::instrument;
 
 use super::{DurableEvent, EventHandler, LiveBus, LiveEvent};
 use crate::StoreError;
-use crate::inbox::InboxStore;
+use crate::inbox::{InboxStore, InboxUpdate};
 
 /// Applies durable events to both members' inboxes, then pushes each newly applied feed
 /// event to that member's connected devices.
@@ -20,14 +20,46 @@ impl Delivery {
     }
 }
 
+/// Both members' updates for `event`: each member's inbox learns it, with the other as peer.
+fn updates(event: &DurableEvent) -> [InboxUpdate<'_>; 2] {
+    let [a, b] = event.members;
+    [(a, b), (b, a)].map(|(user, peer)| InboxUpdate {
+        user,
+        peer,
+        event: &event.body,
+        at: event.at,
+    })
+}
+
 #[async_trait]
 impl EventHandler for Delivery {
     #[instrument(skip_all, fields(event = %event.id, kind = event.body.kind()))]
     async fn handle(&self, event: &DurableEvent) -> Result<(), StoreError> {
-        let [a, b] = event.members;
-        for (user, peer) in [(a, b), (b, a)] {
-            if let Some(applied) = self.inbox.apply(user, peer, &event.body, event.at).await? {
-                self.live.publish(user, LiveEvent::Feed(applied)).await;
+        for update in updates(event) {
+            if let Some(applied) = self
+                .inbox
+                .apply(update.user, update.peer, update.event, update.at)
+                .await?
+            {
+                self.live
+                    .publish(update.user, LiveEvent::Feed(applied))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `apply_many` for the whole batch (one transaction per user shard), then the live
+    /// pushes, in order, of what was newly applied: only after it committed.
+    #[instrument(skip_all, fields(events = events.len()))]
+    async fn handle_batch(&self, events: &[DurableEvent]) -> Result<(), StoreError> {
+        let updates: Vec<InboxUpdate<'_>> = events.iter().flat_map(updates).collect();
+        let applied = self.inbox.apply_many(&updates).await?;
+        for (update, applied) in updates.iter().zip(applied) {
+            if let Some(applied) = applied {
+                self.live
+                    .publish(update.user, LiveEvent::Feed(applied))
+                    .await;
             }
         }
         Ok(())

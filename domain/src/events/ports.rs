@@ -5,13 +5,36 @@ use super::{DurableEvent, LiveEvent, LiveItem, OutboxEntry};
 use crate::{StoreError, UserId};
 
 /// The outboxes of every shard, read by the relay.
+///
+/// Where several processes share a database, each shard's entries are *claimed* by one relay
+/// at a time: from `pending` until `remove` or `release`, another process's relay gets none
+/// of that shard's entries. Claims only save work (delivery is idempotent); a claim a crashed
+/// process held ends with its connection.
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// Up to `limit` entries in commit order per shard.
+    /// Up to `limit` entries in commit order per shard, claimed for this relay.
     async fn pending(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Deletes relayed entries.
+    /// Deletes relayed entries and ends this relay's claims.
     async fn remove(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
+
+    /// Ends this relay's claims without deleting anything: the hand-off failed and the
+    /// entries stay for the next attempt.
+    async fn release(&self) {}
+
+    /// Moves an entry whose delivery keeps failing out of the way, keeping it for an
+    /// operator, so the entries behind it flow again. Inside this relay's claim, if
+    /// it holds one: the move takes effect with the next `remove`.
+    ///
+    /// # Errors
+    /// When the entry cannot be moved (or this outbox cannot set entries aside); it then
+    /// stays in the outbox.
+    async fn set_aside(&self, entry: &OutboxEntry, error: &str) -> Result<(), StoreError> {
+        let _ = (entry, error);
+        Err(StoreError::Unexpected(anyhow::anyhow!(
+            "this outbox cannot set entries aside"
+        )))
+    }
 
     /// Resolves when an entry may have been added in this process, or after `timeout`
     /// (other processes add entries too, so the relay also polls).
@@ -33,6 +56,16 @@ pub trait EventQueue: Send + Sync {
 pub trait EventHandler: Send + Sync {
     /// Must be idempotent: a queue delivers at least once.
     async fn handle(&self, event: &DurableEvent) -> Result<(), StoreError>;
+
+    /// Applies `events` in order, as `handle` would one by one; a handler that can do it in
+    /// fewer transactions overrides this. Idempotent as `handle` is: after an error, the
+    /// whole batch may be handled again.
+    async fn handle_batch(&self, events: &[DurableEvent]) -> Result<(), StoreError> {
+        for event in events {
+            self.handle(event).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Live fan-out to connected devices. Best effort: the feed is the truth.

@@ -4,6 +4,15 @@ use chrono::{DateTime, Utc};
 use super::{FeedEvent, FeedEventBody, InboxEntry, Replay};
 use crate::{ConversationId, StoreError, UserId};
 
+/// One event to fold into one member's inbox: the arguments of [`InboxStore::apply`].
+#[derive(Debug, Clone, Copy)]
+pub struct InboxUpdate<'a> {
+    pub user: UserId,
+    pub peer: UserId,
+    pub event: &'a FeedEventBody,
+    pub at: DateTime<Utc>,
+}
+
 /// Where each user's inbox entries and feed live: on the user's shard.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
@@ -28,6 +37,26 @@ pub trait InboxStore: Send + Sync {
         event: &FeedEventBody,
         at: DateTime<Utc>,
     ) -> Result<Option<FeedEvent>, StoreError>;
+
+    /// `apply` for each update in order, with the same outcome, but in one transaction per
+    /// user shard where the store can. The answers are in the order of `updates`.
+    ///
+    /// # Errors
+    /// When a shard's transaction fails: shards before it may have committed, so the caller
+    /// retries the whole batch (applying is idempotent).
+    async fn apply_many(
+        &self,
+        updates: &[InboxUpdate<'_>],
+    ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+        let mut applied = Vec::with_capacity(updates.len());
+        for update in updates {
+            applied.push(
+                self.apply(update.user, update.peer, update.event, update.at)
+                    .await?,
+            );
+        }
+        Ok(applied)
+    }
 
     /// `user`'s entry for a conversation.
     async fn entry(

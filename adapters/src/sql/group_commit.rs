@@ -1,0 +1,229 @@
+//! Group commit: one writer task per physical database gathers concurrent appends and
+//! commits them in one transaction, so a burst of N sends costs one commit (one fsync)
+//! instead of N. Each caller is answered only after that commit, so "acknowledged" still
+//! means durable.
+//!
+//! The task takes the first waiting append, then keeps gathering until the batch holds
+//! `max_batch` appends or `max_delay` has passed since the first arrived. While a batch
+//! commits, the next one fills, so under load batches grow by themselves.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duet_domain::StoreError;
+use duet_domain::conversations::{Appended, NewMessage};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::append_batch::{Answer, BatchFailure, append_batch};
+use super::router::ShardRouter;
+
+/// How appends are gathered into transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitOptions {
+    /// Off: every append is its own transaction, as before group commit (for comparison).
+    pub enabled: bool,
+    /// Most appends in one transaction.
+    pub max_batch: usize,
+    /// Longest an append waits for others to join its batch. Tokio's timer has millisecond
+    /// resolution, so values below 1 ms round up to it; zero takes only what is already
+    /// waiting.
+    pub max_delay: Duration,
+}
+
+impl Default for GroupCommitOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_batch: 256,
+            max_delay: Duration::from_micros(1000),
+        }
+    }
+}
+
+/// What a caller is answered with.
+pub(super) type Reply = Result<Option<Appended>, StoreError>;
+
+struct Request {
+    message: NewMessage,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The sending side of one database's writer task. Dropping every clone stops the task.
+#[derive(Clone)]
+pub(super) struct GroupCommitter {
+    requests: mpsc::Sender<Request>,
+}
+
+/// What a batch needs besides its connection: the router (for write marks) and the signal
+/// that wakes the relay.
+struct Writer {
+    router: Arc<ShardRouter>,
+    shard: usize,
+    outbox_signal: Arc<Notify>,
+    options: GroupCommitOptions,
+}
+
+impl GroupCommitter {
+    /// Starts the writer task of shard `shard` on the current runtime.
+    pub(super) fn start(
+        router: Arc<ShardRouter>,
+        shard: usize,
+        outbox_signal: Arc<Notify>,
+        options: GroupCommitOptions,
+    ) -> Self {
+        let max_batch = options.max_batch.max(1);
+        // Bounded: when the database falls behind, senders wait here instead of piling up.
+        let (requests, receiver) = mpsc::channel(max_batch * 4);
+        let writer = Writer {
+            router,
+            shard,
+            outbox_signal,
+            options: GroupCommitOptions {
+                max_batch,
+                ..options
+            },
+        };
+        tokio::spawn(writer.run(receiver));
+        Self { requests }
+    }
+
+    /// Appends `message` with the next batch; resolves once that batch committed (or failed).
+    pub(super) async fn append(&self, message: NewMessage) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request { message, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(anyhow::anyhow!("the group commit writer has stopped"))
+}
+
+impl Writer {
+    async fn run(self, mut receiver: mpsc::Receiver<Request>) {
+        let mut batch = Vec::with_capacity(self.options.max_batch);
+        while let Some(first) = receiver.recv().await {
+            batch.push(first);
+            self.gather(&mut receiver, &mut batch).await;
+            metrics::histogram!("duet_group_commit_batch_size").record(batch.len() as f64);
+            self.commit(std::mem::take(&mut batch)).await;
+        }
+        tracing::debug!(shard = self.shard, "group commit writer stopped");
+    }
+
+    /// Fills `batch` up to `max_batch`: first with what is already waiting, then with what
+    /// arrives before `max_delay` runs out.
+    async fn gather(&self, receiver: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+        let deadline = Instant::now() + self.options.max_delay;
+        while batch.len() < self.options.max_batch {
+            match receiver.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if self.options.max_delay.is_zero() {
+                        return;
+                    }
+                    match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                        Ok(Some(request)) => batch.push(request),
+                        Ok(None) | Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, batch: Vec<Request>) {
+        let shard = self.router.shard(self.shard);
+        let (messages, replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|r| (r.message, r.reply)).unzip();
+        match append_batch(&shard.writer, &messages).await {
+            Ok(answers) => {
+                self.after_commit(&messages, &answers).await;
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // A caller that gave up (its request was cancelled) no longer listens.
+                    let _ = reply.send(Ok(to_appended(answer)));
+                }
+            }
+            Err(BatchFailure::Statement(StoreError::Unavailable(err))) => {
+                let err = StoreError::Unavailable(err);
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    size = messages.len(),
+                    "group commit batch failed"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(copy(&err)));
+                }
+            }
+            Err(BatchFailure::Statement(err)) => {
+                // One bad message, or a unique violation from another process's concurrent
+                // append (PostgreSQL aborts the whole transaction): give each append its own
+                // transaction, so only a bad one fails and a lost race answers as a replay.
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    size = messages.len(),
+                    "group commit batch failed; retrying its appends one by one"
+                );
+                metrics::counter!("duet_group_commit_fallbacks_total").increment(1);
+                for (message, reply) in messages.into_iter().zip(replies) {
+                    let answer = super::conversations::append_alone(
+                        &self.router,
+                        &self.outbox_signal,
+                        &message,
+                    )
+                    .await;
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(BatchFailure::Commit(err)) => {
+                // Unknown whether it took effect: nobody is told it did.
+                tracing::error!(
+                    error = format!("{err:#}"),
+                    size = messages.len(),
+                    "group commit failed"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(copy(&err)));
+                }
+            }
+        }
+    }
+
+    /// Write marks for read-your-writes on replicas, and a wake-up for the relay.
+    async fn after_commit(&self, messages: &[NewMessage], answers: &[Answer]) {
+        let slots: BTreeSet<usize> = messages
+            .iter()
+            .zip(answers)
+            .filter(|(_, answer)| matches!(answer, Answer::Created(_)))
+            .map(|(message, _)| self.router.for_conversation(message.conversation_id).slot)
+            .collect();
+        if slots.is_empty() {
+            return;
+        }
+        self.router.shard(self.shard).wrote_all(slots).await;
+        self.outbox_signal.notify_one();
+    }
+}
+
+fn to_appended(answer: Answer) -> Option<Appended> {
+    match answer {
+        Answer::Created(message) => Some(Appended::Created(message)),
+        Answer::Replayed(message) => Some(Appended::Replayed(message)),
+        Answer::Missing => None,
+    }
+}
+
+/// The same failure for another caller of the batch (`StoreError` holds an `anyhow::Error`,
+/// which cannot be cloned).
+fn copy(err: &StoreError) -> StoreError {
+    let text = anyhow::anyhow!("{err:#}");
+    match err {
+        StoreError::Unavailable(_) => StoreError::Unavailable(text),
+        StoreError::Unexpected(_) => StoreError::Unexpected(text),
+    }
+}

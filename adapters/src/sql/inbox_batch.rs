@@ -1,0 +1,240 @@
+//! Batched delivery: many feed events applied to inboxes with one transaction per user
+//! shard, instead of one transaction per member per event.
+//!
+//! Inside the transaction every touched feed row is locked first, in user order (the same
+//! lock a single `apply` takes, so the two serialise), then the batch reads what it needs
+//! (which events are already in the feeds, the current entries), folds the events in memory
+//! in order, and writes the results with a few multi-row statements. The outcome is the
+//! same as applying the events one by one: idempotent on (user, conversation, kind, seq),
+//! cursors gap-free per user, positions only forward.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use duet_domain::StoreError;
+use duet_domain::inbox::{FeedEvent, InboxUpdate};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::SqlStorage;
+use super::conversations::begin_write;
+use super::entities::{feed_events, inbox_entries, user_feeds};
+use super::errors::{from_db, from_json};
+use super::inbox::{active, empty_entry, fold};
+
+/// Feed rows per multi-row INSERT (7 binds each).
+const FEED_ROWS_PER_INSERT: usize = 512;
+/// Inbox entries per multi-row upsert (10 binds each).
+const ENTRIES_PER_UPSERT: usize = 256;
+
+/// An event's identity in one user's feed: (user, conversation, kind, seq).
+type Identity = (Uuid, Uuid, &'static str, i64);
+
+impl SqlStorage {
+    /// See [`duet_domain::inbox::InboxStore::apply_many`].
+    pub(super) async fn apply_batch(
+        &self,
+        updates: &[InboxUpdate<'_>],
+    ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+        let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (i, update) in updates.iter().enumerate() {
+            let shard = self.router.for_user(update.user).shard.index;
+            by_shard.entry(shard).or_default().push(i);
+        }
+        let mut results = vec![None; updates.len()];
+        for (shard, indices) in by_shard {
+            let shard = self.router.shard(shard);
+            let batch: Vec<&InboxUpdate<'_>> = indices.iter().map(|i| &updates[*i]).collect();
+            let txn = begin_write(&shard.writer).await?;
+            let applied = match apply_in_txn(&txn, &batch).await {
+                Ok(applied) => applied,
+                Err(err) => {
+                    let _ = txn.rollback().await;
+                    return Err(err);
+                }
+            };
+            if applied.iter().all(Option::is_none) {
+                // Roll back now: the feed rows stay locked until then.
+                txn.rollback().await.map_err(from_db)?;
+                continue;
+            }
+            txn.commit().await.map_err(from_db)?;
+            let slots: BTreeSet<usize> = batch
+                .iter()
+                .zip(&applied)
+                .filter(|(_, a)| a.is_some())
+                .map(|(u, _)| self.router.for_user(u.user).slot)
+                .collect();
+            shard.wrote_all(slots).await;
+            for (i, event) in indices.into_iter().zip(applied) {
+                results[i] = event;
+            }
+        }
+        Ok(results)
+    }
+}
+
+async fn apply_in_txn(
+    txn: &DatabaseTransaction,
+    batch: &[&InboxUpdate<'_>],
+) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+    let users: BTreeSet<Uuid> = batch.iter().map(|u| u.user.0).collect();
+    let conversations: BTreeSet<Uuid> = batch.iter().map(|u| u.event.conversation_id().0).collect();
+
+    let mut cursors: HashMap<Uuid, (i64, i64)> = user_feeds::Entity::find()
+        .filter(user_feeds::Column::UserId.is_in(users.iter().copied()))
+        .order_by_asc(user_feeds::Column::UserId)
+        .lock_exclusive()
+        .all(txn)
+        .await
+        .map_err(from_db)?
+        .into_iter()
+        .map(|f| (f.user_id, (f.last_cursor, f.last_cursor)))
+        .collect();
+    let mut seen = applied_before(txn, batch, &users, &conversations).await?;
+    let mut entries: HashMap<(Uuid, Uuid), (inbox_entries::Model, bool)> =
+        inbox_entries::Entity::find()
+            .filter(inbox_entries::Column::UserId.is_in(users.iter().copied()))
+            .filter(inbox_entries::Column::ConversationId.is_in(conversations.iter().copied()))
+            .all(txn)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(|row| ((row.user_id, row.conversation_id), (row, false)))
+            .collect();
+
+    // One stamp for the batch: age order stays cursor order, which pruning relies on.
+    let now = duet_domain::clock::now();
+    let mut applied = Vec::with_capacity(batch.len());
+    let mut feed_rows = Vec::new();
+    for update in batch {
+        let (user, event) = (update.user, update.event);
+        let conversation = event.conversation_id();
+        let identity = (user.0, conversation.0, event.kind(), event.seq());
+        if seen.contains(&identity) {
+            applied.push(None);
+            continue;
+        }
+        let Some((_, last_cursor)) = cursors.get_mut(&user.0) else {
+            return Err(StoreError::Unexpected(anyhow::anyhow!(
+                "user {user} has no feed"
+            )));
+        };
+        let key = (user.0, conversation.0);
+        let entry = entries.get(&key).map_or_else(
+            || empty_entry(user, conversation, update.peer, update.at),
+            |(row, _)| row.clone(),
+        );
+        let cursor = *last_cursor + 1;
+        let Some(entry) = fold(entry, user, event, cursor)? else {
+            applied.push(None);
+            continue;
+        };
+        *last_cursor = cursor;
+        entries.insert(key, (entry, true));
+        seen.insert(identity);
+        feed_rows.push(feed_events::ActiveModel {
+            user_id: Set(user.0),
+            cursor: Set(cursor),
+            conversation_id: Set(conversation.0),
+            kind: Set(event.kind().to_owned()),
+            seq: Set(event.seq()),
+            payload: Set(serde_json::to_string(event).map_err(from_json)?),
+            created_at: Set(now),
+        });
+        applied.push(Some(FeedEvent {
+            cursor,
+            body: event.clone(),
+            created_at: now,
+        }));
+    }
+
+    for (user, (loaded, last)) in &cursors {
+        if last != loaded {
+            user_feeds::Entity::update_many()
+                .col_expr(user_feeds::Column::LastCursor, Expr::value(*last))
+                .filter(user_feeds::Column::UserId.eq(*user))
+                .exec(txn)
+                .await
+                .map_err(from_db)?;
+        }
+    }
+    let changed: Vec<_> = entries
+        .into_values()
+        .filter(|(_, dirty)| *dirty)
+        .map(|(row, _)| active(row))
+        .collect();
+    for chunk in changed.chunks(ENTRIES_PER_UPSERT) {
+        inbox_entries::Entity::insert_many(chunk.iter().cloned())
+            .on_conflict(upsert_entry())
+            .exec_without_returning(txn)
+            .await
+            .map_err(from_db)?;
+    }
+    for chunk in feed_rows.chunks(FEED_ROWS_PER_INSERT) {
+        feed_events::Entity::insert_many(chunk.iter().cloned())
+            .exec_without_returning(txn)
+            .await
+            .map_err(from_db)?;
+    }
+    Ok(applied)
+}
+
+/// Which events of the batch the feeds already hold (a redelivery). The IN lists are
+/// short and cover the unique identity index column by column.
+async fn applied_before(
+    txn: &DatabaseTransaction,
+    batch: &[&InboxUpdate<'_>],
+    users: &BTreeSet<Uuid>,
+    conversations: &BTreeSet<Uuid>,
+) -> Result<HashSet<Identity>, StoreError> {
+    let kinds: BTreeSet<&'static str> = batch.iter().map(|u| u.event.kind()).collect();
+    let seqs: BTreeSet<i64> = batch.iter().map(|u| u.event.seq()).collect();
+    let stored: HashSet<(Uuid, Uuid, String, i64)> = feed_events::Entity::find()
+        .select_only()
+        .column(feed_events::Column::UserId)
+        .column(feed_events::Column::ConversationId)
+        .column(feed_events::Column::Kind)
+        .column(feed_events::Column::Seq)
+        .filter(feed_events::Column::UserId.is_in(users.iter().copied()))
+        .filter(feed_events::Column::ConversationId.is_in(conversations.iter().copied()))
+        .filter(feed_events::Column::Kind.is_in(kinds))
+        .filter(feed_events::Column::Seq.is_in(seqs))
+        .into_tuple::<(Uuid, Uuid, String, i64)>()
+        .all(txn)
+        .await
+        .map_err(from_db)?
+        .into_iter()
+        .collect();
+    Ok(batch
+        .iter()
+        .map(|u| {
+            let e = u.event;
+            (u.user.0, e.conversation_id().0, e.kind(), e.seq())
+        })
+        .filter(|(user, conversation, kind, seq)| {
+            stored.contains(&(*user, *conversation, (*kind).to_owned(), *seq))
+        })
+        .collect())
+}
+
+/// An entry row replaces the stored one: it was folded from it under the feed lock.
+fn upsert_entry() -> OnConflict {
+    OnConflict::columns([
+        inbox_entries::Column::UserId,
+        inbox_entries::Column::ConversationId,
+    ])
+    .update_columns([
+        inbox_entries::Column::LastSeq,
+        inbox_entries::Column::ReadSeq,
+        inbox_entries::Column::PeerReadSeq,
+        inbox_entries::Column::LastMessage,
+        inbox_entries::Column::Version,
+        inbox_entries::Column::Activity,
+        inbox_entries::Column::UpdatedAt,
+    ])
+    .to_owned()
+}
