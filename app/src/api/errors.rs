@@ -65,7 +65,8 @@ pub enum ApiError {
     /// the field.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// `rate_limited`: too many login or registration attempts from this address.
+    /// `rate_limited`: too many login or registration attempts from this address, or too
+    /// many messages sent by this user.
     #[oai(status = 429)]
     RateLimited(
         Json<ErrorBody>,
@@ -116,6 +117,19 @@ impl ApiError {
                 "too many attempts from this address; retry later",
             )),
             retry_after_secs,
+        )
+    }
+
+    /// A send refused by the caller's message quota; `Retry-After` is rounded up to whole
+    /// seconds (at least 1), so a client that waits it out is allowed.
+    pub fn send_rate_limited(retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self::RateLimited(
+            Json(ErrorBody::new(
+                "rate_limited",
+                "too many messages; retry later",
+            )),
+            secs.max(1),
         )
     }
 
@@ -188,6 +202,7 @@ impl From<ConversationError> for ApiError {
             ))),
             ConversationError::NotFound => Self::not_found("no such conversation"),
             ConversationError::PeerNotFound => Self::not_found("no user has this handle"),
+            ConversationError::RateLimited { retry_after } => Self::send_rate_limited(retry_after),
             ConversationError::Store(err) => err.into(),
         }
     }
@@ -270,6 +285,19 @@ mod tests {
             status_and_code(ConversationError::PeerNotFound),
             (StatusCode::NOT_FOUND, "not_found".into())
         );
+    }
+
+    #[test]
+    fn a_rate_limited_send_is_a_429_with_a_whole_second_retry_after() {
+        let limited = |millis| ConversationError::RateLimited {
+            retry_after: std::time::Duration::from_millis(millis),
+        };
+        let err: ApiError = limited(1_200).into();
+        assert_eq!(err.parts().0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(err.parts().1.error.code, "rate_limited");
+        assert!(matches!(err, ApiError::RateLimited(_, 2)));
+        assert!(matches!(limited(30).into(), ApiError::RateLimited(_, 1)));
+        assert!(matches!(limited(3_000).into(), ApiError::RateLimited(_, 3)));
     }
 
     #[test]

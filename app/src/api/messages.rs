@@ -122,7 +122,8 @@ impl MessagesApi {
     /// Send a message. A retry with the same `client_msg_id` answers 200 with the original.
     ///
     /// Answers 404 `not_found` for a conversation the caller is not in, 422 for an invalid
-    /// body or `client_msg_id`.
+    /// body or `client_msg_id`, 429 `rate_limited` (with `Retry-After`, in seconds) when the
+    /// caller sends faster than their quota; a refused message is not stored.
     #[oai(
         path = "/v1/conversations/:id/messages",
         method = "post",

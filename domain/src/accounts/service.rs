@@ -7,6 +7,7 @@ use super::{
     AccountStore, CreatedUser, Credentials, DisplayName, Handle, InvalidInput, NewUser, Password,
     Session, SessionToken, User,
 };
+use crate::cache::{CachedSession, SessionCache};
 use crate::{StoreError, UserId};
 
 /// What can go wrong in an account use case.
@@ -43,6 +44,8 @@ pub struct AccountService {
     store: Arc<dyn AccountStore>,
     credentials: Arc<dyn Credentials>,
     session_ttl: Duration,
+    /// Answers token checks without a database read when set.
+    session_cache: Option<Arc<dyn SessionCache>>,
 }
 
 impl AccountService {
@@ -55,7 +58,15 @@ impl AccountService {
             store,
             credentials,
             session_ttl,
+            session_cache: None,
         }
+    }
+
+    /// Checks tokens against `cache` before the store, and keeps it told of log-outs.
+    #[must_use]
+    pub fn with_session_cache(mut self, cache: Arc<dyn SessionCache>) -> Self {
+        self.session_cache = Some(cache);
+        self
     }
 
     /// Registers a user.
@@ -130,7 +141,8 @@ impl AccountService {
     }
 
     /// The caller a bearer token stands for, or `None` when it is malformed, unknown, revoked
-    /// or expired.
+    /// or expired. With a session cache, a cached session answers without a database read;
+    /// a miss reads the store and fills the cache.
     ///
     /// # Errors
     /// Only storage failures; an invalid token is `Ok(None)`.
@@ -139,22 +151,46 @@ impl AccountService {
             return Ok(None);
         };
         let hash = self.credentials.token_hash(token);
-        let session = self.store.session(user_id, &hash).await?;
-        Ok(session
-            .filter(|s| s.expires_at > crate::clock::now())
-            .map(|s| Caller { user_id: s.user_id }))
+        let now = crate::clock::now();
+        if let Some(cache) = &self.session_cache
+            && let Some(cached) = cache.get(&hash).await
+            // The store only answers a session to the user it belongs to; so does the cache.
+            && cached.user_id == user_id
+            && cached.expires_at > now
+        {
+            return Ok(Some(Caller { user_id }));
+        }
+        let session = self
+            .store
+            .session(user_id, &hash)
+            .await?
+            .filter(|s| s.expires_at > now);
+        if let (Some(cache), Some(session)) = (&self.session_cache, &session) {
+            let cached = CachedSession {
+                user_id: session.user_id,
+                expires_at: session.expires_at,
+            };
+            cache.put(&hash, cached).await;
+        }
+        Ok(session.map(|s| Caller { user_id: s.user_id }))
     }
 
-    /// Revokes the session behind this token.
+    /// Revokes the session behind this token. The cached copy is forgotten before the
+    /// delete (so fewer requests can be answered from it meanwhile) and again after it (so
+    /// a fill that read the store just before the delete cannot outlive it).
     pub async fn log_out(&self, token: &SessionToken) -> Result<(), StoreError> {
-        match token.claimed_user() {
-            Some(user) => {
-                self.store
-                    .delete_session(user, &self.credentials.token_hash(token))
-                    .await
-            }
-            None => Ok(()),
+        let Some(user) = token.claimed_user() else {
+            return Ok(());
+        };
+        let hash = self.credentials.token_hash(token);
+        if let Some(cache) = &self.session_cache {
+            cache.invalidate(&hash).await;
         }
+        self.store.delete_session(user, &hash).await?;
+        if let Some(cache) = &self.session_cache {
+            cache.invalidate(&hash).await;
+        }
+        Ok(())
     }
 
     /// A user by id.

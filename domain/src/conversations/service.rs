@@ -7,6 +7,7 @@ use super::{
     MessageBody, NewMessage,
 };
 use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
+use crate::cache::{HistoryCache, SendDecision, SendLimiter, latest_page};
 use crate::events::{Ephemeral, LiveBus, LiveEvent};
 use crate::inbox::{ConversationView, InboxStore};
 use crate::{ConversationId, MessageId, StoreError};
@@ -25,6 +26,9 @@ pub enum ConversationError {
     NotFound,
     #[error("no user has this handle")]
     PeerNotFound,
+    /// The caller sent faster than their quota allows; nothing was stored.
+    #[error("too many messages; retry in {retry_after:?}")]
+    RateLimited { retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -35,6 +39,10 @@ pub struct ConversationService {
     conversations: Arc<dyn ConversationStore>,
     inbox: Arc<dyn InboxStore>,
     live: Arc<dyn LiveBus>,
+    /// Serves "latest page" reads when set; validated against the conversation's `last_seq`.
+    history_cache: Option<Arc<dyn HistoryCache>>,
+    /// Caps each user's send rate when set.
+    send_limit: Option<Arc<dyn SendLimiter>>,
 }
 
 impl ConversationService {
@@ -49,7 +57,24 @@ impl ConversationService {
             conversations,
             inbox,
             live,
+            history_cache: None,
+            send_limit: None,
         }
+    }
+
+    /// Reads the newest page of a conversation from `cache` when it provably is the newest,
+    /// and writes each new message through to it.
+    #[must_use]
+    pub fn with_history_cache(mut self, cache: Arc<dyn HistoryCache>) -> Self {
+        self.history_cache = Some(cache);
+        self
+    }
+
+    /// Refuses sends beyond each user's quota with [`ConversationError::RateLimited`].
+    #[must_use]
+    pub fn with_send_limit(mut self, limiter: Arc<dyn SendLimiter>) -> Self {
+        self.send_limit = Some(limiter);
+        self
     }
 
     /// Opens (or finds) the conversation with the user holding `peer_handle`. Returns the
@@ -104,7 +129,9 @@ impl ConversationService {
     /// caller in this conversation.
     ///
     /// # Errors
-    /// `Invalid` for a bad body or client id; `NotFound` as for [`Self::get`].
+    /// `Invalid` for a bad body or client id; `NotFound` as for [`Self::get`];
+    /// `RateLimited` when the caller is over their send quota (checked before the database
+    /// is touched, so a flood costs it nothing).
     #[instrument(skip(self, body))]
     pub async fn send(
         &self,
@@ -115,6 +142,11 @@ impl ConversationService {
     ) -> Result<Appended, ConversationError> {
         let client_msg_id = ClientMsgId::parse(client_msg_id)?;
         let body = MessageBody::parse(body)?;
+        if let Some(limiter) = &self.send_limit
+            && let SendDecision::Limited { retry_after } = limiter.check(caller.user_id).await
+        {
+            return Err(ConversationError::RateLimited { retry_after });
+        }
         self.membership(caller, id).await?;
         let message = NewMessage {
             id: MessageId::generate(),
@@ -124,13 +156,22 @@ impl ConversationService {
             body: body.into_inner(),
             created_at: crate::clock::now(),
         };
-        self.conversations
+        let appended = self
+            .conversations
             .append(message)
             .await?
-            .ok_or(ConversationError::NotFound)
+            .ok_or(ConversationError::NotFound)?;
+        // A replay was written through (or read back) the first time; only new ones go in.
+        if let (Some(cache), Appended::Created(message)) = (&self.history_cache, &appended) {
+            cache.remember(id, std::slice::from_ref(message)).await;
+        }
+        Ok(appended)
     }
 
-    /// A page of history in ascending seq.
+    /// A page of history in ascending seq. With a history cache, a "latest" read (no
+    /// `before_seq`/`after_seq`, `limit` within the cache's capacity) is answered from the
+    /// cache when the cached page provably holds the newest messages as of the
+    /// conversation's `last_seq`; the answer is the same either way.
     ///
     /// # Errors
     /// `Invalid` for a bad limit or negative seq; `NotFound` as for [`Self::get`].
@@ -144,8 +185,37 @@ impl ConversationService {
         if query.before_seq.is_some_and(|s| s < 0) || query.after_seq.is_some_and(|s| s < 0) {
             return Err(InvalidInput::new("seq", "must not be negative").into());
         }
-        self.membership(caller, id).await?;
-        let mut items = self.conversations.history(id, query).await?;
+        let conversation = self.membership(caller, id).await?;
+        let latest = query.before_seq.is_none() && query.after_seq.is_none();
+        let cache = self
+            .history_cache
+            .as_ref()
+            .filter(|cache| latest && query.limit <= cache.capacity());
+        if let Some(cache) = cache
+            && let Some(page) = cache.latest(id, query.limit, conversation.last_seq).await
+        {
+            // The adapter validated it already; checking again keeps a faulty adapter from
+            // ever changing an answer, at the cost of one pass over the page.
+            match latest_page(&page.items, query.limit, conversation.last_seq) {
+                Some(page) => return Ok(page),
+                None => {
+                    tracing::warn!(conversation = %id, "history cache answered an invalid page")
+                }
+            }
+        }
+        // On a cache miss, read a whole cache page (the query's own rows plus older ones),
+        // so the next reader finds it.
+        let read = match cache {
+            Some(cache) => HistoryQuery {
+                limit: query.limit.max(cache.capacity()),
+                ..query
+            },
+            None => query,
+        };
+        let mut items = self.conversations.history(id, read).await?;
+        if let Some(cache) = cache {
+            cache.remember(id, &items).await;
+        }
         let has_more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
         if query.after_seq.is_none() {
