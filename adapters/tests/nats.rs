@@ -200,7 +200,7 @@ async fn an_event_published_twice_is_handled_once() {
         let queue = NatsQueue::new(&nats);
         let (first, second) = (event(), event());
         queue
-            .publish(&[first.clone()])
+            .publish(std::slice::from_ref(&first))
             .await
             .expect("first publish");
         // The relay crashed before deleting the outbox row and publishes it again.
@@ -267,7 +267,7 @@ async fn a_failed_event_is_redelivered_and_acked_only_after_it_succeeds() {
         let delivery = run_delivery(&nats, recorder.clone());
         let failing = event();
         NatsQueue::new(&nats)
-            .publish(&[failing.clone()])
+            .publish(std::slice::from_ref(&failing))
             .await
             .expect("publish");
         // The first attempt failed: the event must still be owed to the consumer.
@@ -304,7 +304,7 @@ async fn an_undecodable_event_is_dropped_without_blocking_the_rest() {
             .expect("stored");
         let good = event();
         NatsQueue::new(&nats)
-            .publish(&[good.clone()])
+            .publish(std::slice::from_ref(&good))
             .await
             .expect("publish");
         let recorder = Arc::new(Recorder::default());
@@ -459,7 +459,10 @@ async fn delivery_recovers_when_the_stream_is_lost() {
         let delivery = run_delivery(&nats, recorder.clone());
         let queue = NatsQueue::new(&nats);
         let before = event();
-        queue.publish(&[before.clone()]).await.expect("publish");
+        queue
+            .publish(std::slice::from_ref(&before))
+            .await
+            .expect("publish");
         recorder.wait_for(1).await;
 
         let stream = &nats.options().stream;
@@ -470,7 +473,7 @@ async fn delivery_recovers_when_the_stream_is_lost() {
         let after = event();
         // The relay retries until the stream is back; the queue sets it up again.
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while queue.publish(&[after.clone()]).await.is_err() {
+        while queue.publish(std::slice::from_ref(&after)).await.is_err() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "stream never came back"
@@ -502,7 +505,7 @@ async fn a_process_with_another_ack_wait_still_joins_the_shared_consumer() {
         let delivery = run_delivery(&changed, recorder.clone());
         let sent = event();
         NatsQueue::new(&nats)
-            .publish(&[sent.clone()])
+            .publish(std::slice::from_ref(&sent))
             .await
             .expect("publish");
         recorder.wait_for(1).await;
