@@ -185,7 +185,8 @@ async fn settle(message: &Message, kind: AckKind, outcome: &'static str) {
 }
 
 fn nak_delay(delivered: i64) -> Duration {
-    let doublings = u32::try_from(delivered.saturating_sub(1))
+    // `delivered` counts from 1; a missing or bogus count is treated as a first delivery.
+    let doublings = u32::try_from(delivered.saturating_sub(1).max(0))
         .unwrap_or(u32::MAX)
         .min(16);
     NAK_DELAY.saturating_mul(1 << doublings).min(MAX_NAK_DELAY)
