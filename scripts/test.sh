@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Duet's test command: every test of the workspace on the `sqlite` profile; then, when
-# PostgreSQL answers on 127.0.0.1:5432, its streaming replica on 127.0.0.1:5433
-# (scripts/pg-replica.sh up, left running), the black-box suite on the `postgres` and
-# `postgres-replica` profiles, and the replica routing tests.
+# Duet's test command: every test of the workspace on the `sqlite` profile (the NATS and
+# Redis adapter tests included, which skip without those servers); then, when PostgreSQL
+# answers on 127.0.0.1:5432, its streaming replica on 127.0.0.1:5433 (scripts/pg-replica.sh
+# up, left running), the black-box suite on the `postgres` and `postgres-replica` profiles
+# and the replica routing tests; then, with Redis (127.0.0.1:6379) and NATS (127.0.0.1:4222)
+# too, the suite on the `medium` profile and the cluster tests (real `duet serve` processes
+# with private NATS and Redis servers, and nginx in front, installed here if missing).
 #
-# Without PostgreSQL those steps are skipped with a message and the run passes on SQLite
-# alone; with CI=true a missing server fails the run at once. Every step runs even when an
+# Without a server its steps are skipped with a message and the run passes on the rest;
+# with CI=true a missing server fails the run at once. Every step runs even when an
 # earlier one failed; a summary with times closes the run, non-zero if anything failed.
 # Tests name their databases duet_t_<run>_*; this run's leftovers are dropped on exit.
 set -uo pipefail
@@ -21,6 +24,16 @@ admin() { # admin PORT SQL: one statement as postgres on a loopback server
   psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -XAtq -c "$2"
 }
 pg_answers() { command -v psql >/dev/null 2>&1 && admin 5432 'select 1' >/dev/null 2>&1; }
+listens() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; } # listens PORT
+
+# nginx runs in front of the cluster tests' processes (deploy/nginx/duet.conf).
+ensure_nginx() {
+  [ -x /usr/sbin/nginx ] && return 0
+  command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 1
+  echo "== installing nginx (apt-get) for the load-balancer test"
+  apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+}
 
 used_postgres=false
 cleanup() {
@@ -63,9 +76,26 @@ if pg_answers; then
   postgres_up=true
 elif [ "${CI:-}" = true ]; then
   echo "FAILED: CI=true and PostgreSQL does not answer at 127.0.0.1:5432 (user postgres):" \
-    "the postgres and postgres-replica profiles need it" >&2
+    "the postgres, postgres-replica and medium profiles need it" >&2
   exit 1
 fi
+brokers_up=true
+for service in "Redis 6379" "NATS 4222"; do
+  set -- $service
+  if ! listens "$2"; then
+    brokers_up=false
+    missing_broker="$1 not reachable at 127.0.0.1:$2"
+    if [ "${CI:-}" = true ]; then
+      echo "FAILED: CI=true and $missing_broker: the medium profile needs it" >&2
+      exit 1
+    fi
+  fi
+done
+if [ "${CI:-}" = true ] && ! ensure_nginx; then
+  echo "FAILED: CI=true and nginx is missing and could not be installed" >&2
+  exit 1
+fi
+ensure_nginx || true
 
 step "workspace, profile sqlite" env DUET_TEST_PROFILE=sqlite cargo test --workspace
 
@@ -86,4 +116,13 @@ else
   summary+=("FAILED  api, profile postgres-replica and replica routing: no replica")
   failed=true
 fi
+if ! $brokers_up; then
+  summary+=("SKIPPED: medium profile and cluster tests — $missing_broker")
+  finish
+fi
+step "api, profile medium" env DUET_TEST_PROFILE=medium cargo test -p duet-tests --test api
+step "duet binary" cargo build -p duet --bin duet
+# Each cluster test runs three processes and two servers of its own: two at a time is
+# plenty for two cores.
+step "cluster" cargo test -p duet-tests --test cluster -- --test-threads=2
 finish

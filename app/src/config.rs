@@ -18,6 +18,8 @@ pub struct Settings {
     pub server: ServerSettings,
     pub storage: StorageSettings,
     pub delivery: DeliverySettings,
+    pub cache: CacheSettings,
+    pub limits: LimitSettings,
     pub auth: AuthSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -137,12 +139,15 @@ where
 pub enum DeliveryKind {
     /// In-process queue and bus: one process only.
     Memory,
+    /// NATS: JetStream carries durable events to one delivering process; core subjects
+    /// carry live events to devices on every process.
+    Nats,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliverySettings {
-    /// `memory`.
+    /// `memory` or `nats`.
     pub kind: DeliveryKind,
     /// Outbox entries moved per relay step.
     pub relay_batch: u32,
@@ -153,6 +158,81 @@ pub struct DeliverySettings {
     pub feed_retention_days: u32,
     /// How often pruning runs.
     pub prune_interval_secs: u64,
+    /// Used when `kind = "nats"`.
+    pub nats: NatsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    /// `nats://host:port`. The server starts even when NATS is down and reconnects forever.
+    pub url: Secret,
+    /// JetStream stream holding durable events until a process has delivered them.
+    pub stream: String,
+    /// Subjects are `PREFIX.events.*` (durable) and `PREFIX.live.USER` (live).
+    pub subject_prefix: String,
+    /// Durable consumer shared by every process: each event goes to one of them.
+    pub consumer: String,
+    /// An event not acknowledged within this long is delivered again.
+    pub ack_wait_secs: u64,
+    /// Events one process delivers at once.
+    pub max_in_flight: usize,
+    /// How long a publish may wait for JetStream before the relay backs off.
+    pub request_timeout_ms: u64,
+}
+
+/// Which cache to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheKind {
+    /// No cache: every read goes to the database.
+    None,
+    /// In-process history cache and presence: one process only.
+    Memory,
+    /// Redis, shared by every process: sessions, history pages, presence, send limits.
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `none`, `memory` or `redis`.
+    pub kind: CacheKind,
+    /// Newest messages of a conversation kept cached (the latest page).
+    pub history_messages: usize,
+    /// Longest a session stays cached; a logout removes it at once.
+    pub session_ttl_secs: u64,
+    /// A user is shown offline this long after their last device stopped answering.
+    pub presence_ttl_secs: u64,
+    /// Used when `kind = "redis"`.
+    pub redis: RedisSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port[/db]`.
+    pub url: Secret,
+    /// Every key starts with this, so several deployments can share one Redis.
+    pub key_prefix: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Longest wait for a pooled connection or one command; then the database answers.
+    pub timeout_ms: u64,
+    /// Consecutive failures that open the circuit breaker (Redis is skipped meanwhile).
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe.
+    pub breaker_cooldown_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Messages one user may send per second, summed over every process (shared through
+    /// Redis when `cache.kind = "redis"`). 0 turns the limit off.
+    pub sends_per_second: u32,
+    /// Messages a user may send at once above the steady rate.
+    pub send_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +373,27 @@ impl Settings {
         anyhow::ensure!(
             delivery.prune_interval_secs > 0,
             "delivery.prune_interval_secs must be at least 1"
+        );
+        let nats = &delivery.nats;
+        anyhow::ensure!(
+            nats.max_in_flight > 0,
+            "delivery.nats.max_in_flight must be at least 1"
+        );
+        anyhow::ensure!(
+            nats.ack_wait_secs > 0,
+            "delivery.nats.ack_wait_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            self.cache.history_messages > 0,
+            "cache.history_messages must be at least 1"
+        );
+        anyhow::ensure!(
+            self.cache.redis.pool_size > 0,
+            "cache.redis.pool_size must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.sends_per_second == 0 || self.limits.send_burst > 0,
+            "limits.send_burst must be at least 1 when limits.sends_per_second is set"
         );
         anyhow::ensure!(
             self.auth.attempts_per_minute > 0,

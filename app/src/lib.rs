@@ -13,8 +13,10 @@
 
 pub mod api;
 pub mod bench;
+pub mod caches;
 pub mod capacity;
 pub mod config;
+pub mod delivery;
 pub mod rate_limit;
 pub mod startup;
 pub mod state;

@@ -9,26 +9,24 @@ use std::time::Duration;
 
 use anyhow::Context;
 use duet_adapters::crypto::Argon2Credentials;
-use duet_adapters::memory::{DirectQueue, MemoryLiveBus};
+use duet_adapters::nats::DeliveryConsumer;
 use duet_adapters::sql::SqlStorage;
 use duet_domain::accounts::{AccountService, AccountStore};
 use duet_domain::conversations::{ConversationService, ConversationStore};
-use duet_domain::events::{Delivery, LiveBus, Outbox, Relay};
+use duet_domain::events::{Outbox, Relay};
 use duet_domain::inbox::{InboxService, InboxStore};
+use duet_domain::presence::PresenceService;
 use poem::Server;
 use poem::endpoint::BoxEndpoint;
 use poem::listener::TcpAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{DeliveryKind, Settings};
+use crate::config::Settings;
+use crate::delivery::{self, DeliveryStack};
 use crate::rate_limit::AuthRateLimiter;
-use crate::state::AppState;
-use crate::{api, storage, telemetry, workers};
-
-/// Live events buffered per connected user before a slow subscriber is told it lagged (it
-/// then catches up from its feed).
-const LIVE_BUFFER: usize = 256;
+use crate::state::{Accelerator, AppState};
+use crate::{api, caches, storage, telemetry, workers};
 
 /// A built server: storage connected and migrated, services wired, port bound. Nothing runs
 /// until [`Application::run_until_stopped`].
@@ -38,6 +36,8 @@ pub struct Application {
     endpoint: BoxEndpoint<'static>,
     state: Arc<AppState>,
     relay: Arc<Relay>,
+    /// With NATS: applies the events this process is handed.
+    consumer: Option<DeliveryConsumer>,
     inbox: Arc<dyn InboxStore>,
     accounts: Arc<dyn AccountStore>,
     storage: SqlStorage,
@@ -69,31 +69,67 @@ impl Application {
         let inbox: Arc<dyn InboxStore> = Arc::new(storage.clone());
         let outbox: Arc<dyn Outbox> = Arc::new(storage.clone());
 
-        let live: Arc<dyn LiveBus> = match settings.delivery.kind {
-            DeliveryKind::Memory => Arc::new(MemoryLiveBus::new(LIVE_BUFFER)),
-        };
-        let delivery = Delivery::new(inbox.clone(), live.clone());
-        let queue = Arc::new(DirectQueue::new(Arc::new(delivery)));
+        let DeliveryStack {
+            queue,
+            live,
+            consumer,
+            nats,
+        } = delivery::build(&settings.delivery, inbox.clone())
+            .await
+            .context("setting up delivery")?;
         let relay = Arc::new(Relay::new(outbox, queue, settings.delivery.relay_batch));
+        let caches = caches::build(&settings.cache, &settings.limits)?;
+        let mut accelerators = Vec::new();
+        if let Some(nats) = nats {
+            accelerators.push(Accelerator {
+                name: "nats",
+                is_up: Box::new(move || nats.is_connected()),
+            });
+        }
+        if let Some(redis) = caches.redis.clone() {
+            accelerators.push(Accelerator {
+                name: "redis",
+                is_up: Box::new(move || redis.healthy()),
+            });
+        }
 
         let session_ttl = chrono::Duration::hours(i64::from(settings.auth.session_ttl_hours));
         let attempts = NonZeroU32::new(settings.auth.attempts_per_minute)
             .context("auth.attempts_per_minute must be at least 1")?;
+        let mut account_service = AccountService::new(
+            accounts.clone(),
+            Arc::new(Argon2Credentials::new()),
+            session_ttl,
+        );
+        if let Some(sessions) = caches.sessions {
+            account_service = account_service.with_session_cache(sessions);
+        }
+        let mut conversation_service = ConversationService::new(
+            accounts.clone(),
+            conversations.clone(),
+            inbox.clone(),
+            live.clone(),
+        );
+        if let Some(history) = caches.history {
+            conversation_service = conversation_service.with_history_cache(history);
+        }
+        if let Some(limiter) = caches.send_limit {
+            conversation_service = conversation_service.with_send_limit(limiter);
+        }
         let state = Arc::new(AppState {
-            accounts: AccountService::new(
-                accounts.clone(),
-                Arc::new(Argon2Credentials::new()),
-                session_ttl,
-            ),
-            conversations: ConversationService::new(
-                accounts.clone(),
+            accounts: account_service,
+            conversations: conversation_service,
+            inbox: InboxService::new(accounts.clone(), inbox.clone()),
+            presence: PresenceService::new(
+                caches.presence,
                 conversations,
                 inbox.clone(),
                 live.clone(),
             ),
-            inbox: InboxService::new(accounts.clone(), inbox.clone()),
+            presence_heartbeat: Duration::from_secs((settings.cache.presence_ttl_secs / 3).max(1)),
             live,
             storage: storage.clone(),
+            accelerators,
             auth_limiter: AuthRateLimiter::new(attempts),
             metrics: telemetry::metrics_handle(),
             server: settings.server.clone(),
@@ -114,6 +150,7 @@ impl Application {
             endpoint: api::endpoint(state.clone()),
             state,
             relay,
+            consumer,
             inbox,
             accounts,
             storage,
@@ -145,6 +182,7 @@ impl Application {
             endpoint,
             state,
             relay,
+            consumer,
             inbox,
             accounts,
             storage,
@@ -160,6 +198,10 @@ impl Application {
             Duration::from_millis(delivery.relay_poll_ms),
             shutdown.clone(),
         ));
+        if let Some(consumer) = consumer {
+            let shutdown = shutdown.clone();
+            workers.spawn(async move { consumer.run(shutdown).await });
+        }
         workers.spawn(workers::prune(
             inbox,
             accounts,

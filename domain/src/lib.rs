@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod inbox;
+pub mod presence;
 
 pub use error::StoreError;
 pub use ids::{ConversationId, MessageId, UserId};

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::auth::BearerAuth;
 use super::errors::ApiError;
-use super::models::ConversationBody;
+use super::models::{ConversationBody, PresenceBody};
 use super::text::Text;
 use crate::state::AppState;
 
@@ -142,6 +142,35 @@ impl ConversationsApi {
             .await?;
         Ok(ConversationResponse::Ok(Json(view.into())))
     }
+
+    /// Whether the caller's peer in this conversation is online, and when they were last
+    /// seen. Presence is only ever shown to the people one talks to: 404 `not_found` when the
+    /// conversation does not exist or the caller is not in it.
+    #[oai(
+        path = "/v1/conversations/:id/presence",
+        method = "get",
+        tag = "ApiTags::Conversations",
+        operation_id = "get_peer_presence"
+    )]
+    async fn presence(
+        &self,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> Result<PresenceResponse, ApiError> {
+        let status = self
+            .state
+            .presence
+            .peer(auth.0.caller, ConversationId(id.0))
+            .await?;
+        Ok(PresenceResponse::Ok(Json(status.into())))
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum PresenceResponse {
+    /// The peer's presence.
+    #[oai(status = 200)]
+    Ok(Json<PresenceBody>),
 }
 
 /// The list cursor is opaque to clients (a string); an empty one means the first page.

@@ -14,17 +14,22 @@ pub struct HealthApi {
     pub state: Arc<AppState>,
 }
 
-/// `{"status": "ok"}` or `{"status": "unavailable"}`.
+/// `{"status": "ok"}` or `{"status": "unavailable"}`, plus the optional backends (cache,
+/// broker) that are down right now, if any: Duet still serves without them, slower.
 #[derive(Object)]
 #[oai(rename = "Health")]
 pub struct HealthBody {
     pub status: String,
+    /// E.g. `["nats"]` while NATS is unreachable: events wait in the outbox meanwhile.
+    #[oai(skip_serializing_if_is_empty)]
+    pub degraded: Vec<String>,
 }
 
 impl HealthBody {
     fn new(status: &str) -> Json<Self> {
         Json(Self {
             status: status.to_owned(),
+            degraded: Vec::new(),
         })
     }
 }
@@ -59,7 +64,8 @@ impl HealthApi {
         LiveResponse::Ok(HealthBody::new("ok"))
     }
 
-    /// Whether the process can serve requests: storage answers a trivial query.
+    /// Whether the process can serve requests: storage answers a trivial query. Optional
+    /// backends that are down are listed under `degraded` without failing the check.
     #[oai(
         path = "/health/ready",
         method = "get",
@@ -68,7 +74,17 @@ impl HealthApi {
     )]
     async fn ready(&self) -> ReadyResponse {
         match self.state.storage.ping().await {
-            Ok(()) => ReadyResponse::Ok(HealthBody::new("ok")),
+            Ok(()) => {
+                let mut body = HealthBody::new("ok");
+                body.degraded = self
+                    .state
+                    .accelerators
+                    .iter()
+                    .filter(|accelerator| !(accelerator.is_up)())
+                    .map(|accelerator| accelerator.name.to_owned())
+                    .collect();
+                ReadyResponse::Ok(body)
+            }
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), "readiness check failed");
                 ReadyResponse::Unavailable(HealthBody::new("unavailable"))

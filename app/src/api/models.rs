@@ -2,6 +2,7 @@
 //! public contract.
 
 use duet_domain::accounts::User;
+use duet_domain::cache::PresenceStatus;
 use duet_domain::conversations::Message;
 use duet_domain::inbox::ConversationView;
 use poem_openapi::Object;
@@ -95,6 +96,27 @@ impl From<ConversationView> for ConversationBody {
             unread_count,
             updated_at: view.updated_at.into(),
             version: view.version,
+        }
+    }
+}
+
+/// Whether a user is connected, and when they last were.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Presence")]
+pub struct PresenceBody {
+    pub user_id: Uuid,
+    /// At least one of the user's devices has the event stream open.
+    pub online: bool,
+    /// When a device of the user last connected, answered or left; `null` when never seen.
+    pub last_seen: Option<Timestamp>,
+}
+
+impl From<PresenceStatus> for PresenceBody {
+    fn from(status: PresenceStatus) -> Self {
+        Self {
+            user_id: status.user_id.as_uuid(),
+            online: status.online,
+            last_seen: status.last_seen.map(Into::into),
         }
     }
 }

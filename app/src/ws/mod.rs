@@ -25,6 +25,8 @@ use crate::state::AppState;
 #[derive(Deserialize)]
 struct EventsQuery {
     since: Option<String>,
+    /// `true` to also receive peers' presence changes.
+    presence: Option<String>,
 }
 
 /// Checks the request, then upgrades; the session runs on its own task, tracked so shutdown
@@ -43,6 +45,11 @@ async fn upgrade(req: &Request, state: Arc<AppState>) -> Result<Response, Respon
         .map_err(|err| ApiError::bad_request(format!("invalid query: {err}")).into_response())?;
     let since = parse_since(query.since.as_deref())
         .map_err(|msg| ApiError::bad_request(msg).into_response())?;
+    let options = session::StreamOptions {
+        since,
+        presence: parse_flag(query.presence.as_deref())
+            .map_err(|msg| ApiError::bad_request(msg).into_response())?,
+    };
     let caller = match header_token(req.headers()) {
         HeaderToken::Absent => None,
         HeaderToken::Malformed => return Err(ApiError::unauthorized().into_response()),
@@ -67,7 +74,9 @@ async fn upgrade(req: &Request, state: Arc<AppState>) -> Result<Response, Respon
     let sessions = state.sessions.clone();
     Ok(ws
         .config(config)
-        .on_upgrade(move |socket| sessions.track_future(session::run(socket, state, caller, since)))
+        .on_upgrade(move |socket| {
+            sessions.track_future(session::run(socket, state, caller, options))
+        })
         .into_response())
 }
 
@@ -85,9 +94,26 @@ fn parse_since(raw: Option<&str>) -> Result<Option<i64>, String> {
     }
 }
 
+/// `presence` is `true` or `false` (absent: false).
+fn parse_flag(raw: Option<&str>) -> Result<bool, String> {
+    match raw.map(str::trim) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err("presence: must be true or false".to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_is_an_optional_boolean() {
+        assert_eq!(parse_flag(None), Ok(false));
+        assert_eq!(parse_flag(Some("true")), Ok(true));
+        assert_eq!(parse_flag(Some("false")), Ok(false));
+        assert!(parse_flag(Some("yes")).is_err());
+    }
 
     #[test]
     fn since_is_an_optional_non_negative_integer() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use duet_domain::ConversationId;
 use duet_domain::accounts::{Caller, SessionToken};
-use duet_domain::events::{LiveEvent, LiveItem};
+use duet_domain::events::{Ephemeral, LiveEvent, LiveItem};
 use duet_domain::inbox::Replay;
 use futures::StreamExt;
 use futures::stream::SplitStream;
@@ -26,13 +26,22 @@ const REPLAY_PAGE: u32 = 500;
 /// Bounds the resync answers of one catch-up, should storage keep asking for one.
 const MAX_RESYNCS: u32 = 3;
 
+/// What the client asked for when it opened the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// Replay the feed after this cursor first; `None` replays nothing.
+    pub since: Option<i64>,
+    /// Also forward peers' presence changes.
+    pub presence: bool,
+}
+
 /// Runs a connection to its end. `caller` is set when the upgrade request carried a valid
 /// token; otherwise the first frame must authenticate.
 pub async fn run(
     socket: WebSocketStream,
     state: Arc<AppState>,
     authenticated: Option<(Caller, SessionToken)>,
-    since: Option<i64>,
+    options: StreamOptions,
 ) {
     let (sink, mut inbound) = socket.split();
     let mut out = Outbound {
@@ -47,7 +56,7 @@ pub async fn run(
         },
     };
     let _gauge = LiveGauge::open();
-    tracing::debug!(user = %caller.user_id, ?since, "event stream opened");
+    tracing::debug!(user = %caller.user_id, ?options, "event stream opened");
     let mut session = Session {
         state,
         caller,
@@ -55,8 +64,11 @@ pub async fn run(
         typing_throttle: TypingThrottle::default(),
         out,
         last_sent: 0,
+        wants_presence: options.presence,
     };
-    let _ = session.serve(inbound, since).await;
+    session.state.presence.connected(caller).await;
+    let _ = session.serve(inbound, options.since).await;
+    session.state.presence.disconnected(caller).await;
     tracing::debug!(user = %caller.user_id, "event stream closed");
 }
 
@@ -70,6 +82,8 @@ struct Session {
     out: Outbound,
     /// The newest feed cursor the client has been sent (or told to resync to).
     last_sent: i64,
+    /// Whether the client opened the stream with `presence=true`.
+    wants_presence: bool,
 }
 
 impl Session {
@@ -103,8 +117,11 @@ impl Session {
             self.state.server.ws_session_check_secs,
         ));
         recheck.reset();
+        let mut heartbeat = tokio::time::interval(self.state.presence_heartbeat);
+        heartbeat.reset();
         loop {
             tokio::select! {
+                _ = heartbeat.tick() => self.state.presence.heartbeat(self.caller).await,
                 _ = recheck.tick() => {
                     if !self.session_still_valid().await {
                         self.out.close(CloseCode::Policy, "session ended").await;
@@ -208,6 +225,9 @@ impl Session {
         let cursor = match &event {
             LiveEvent::Feed(feed) if feed.cursor <= self.last_sent => return Ok(()),
             LiveEvent::Feed(feed) => Some(feed.cursor),
+            LiveEvent::Ephemeral(Ephemeral::Presence { .. }) if !self.wants_presence => {
+                return Ok(());
+            }
             LiveEvent::Ephemeral(_) => None,
         };
         let text = event_text(&event).map_err(|err| {

@@ -53,6 +53,13 @@ pub enum Ephemeral {
         conversation_id: ConversationId,
         user_id: UserId,
     },
+    /// A conversation peer came online or went offline (sent to the peers of `user_id`).
+    #[serde(rename = "presence")]
+    Presence {
+        user_id: UserId,
+        online: bool,
+        last_seen: Option<DateTime<Utc>>,
+    },
 }
 
 /// What a live subscription yields.

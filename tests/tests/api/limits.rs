@@ -1,5 +1,6 @@
 //! Limits: request bodies over `server.max_body_bytes` (413) and login and registration
-//! attempts over `auth.attempts_per_minute` per client address (429).
+//! attempts over `auth.attempts_per_minute` per client address (429), and sends over
+//! `limits.sends_per_second` per user (429).
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -191,4 +192,29 @@ async fn the_attempt_limit_applies_to_login_and_registration_only() {
         let me = app.get("/v1/me", Some(&alice.token)).await;
         assert_eq!(me.status, StatusCode::OK, "{}", me.text);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sends_over_the_per_user_limit_answer_429_and_store_nothing() {
+    let app = spawn_app_with(&[("limits.sends_per_second", "1"), ("limits.send_burst", "3")]).await;
+    let (alice, bob, id) = app.alice_and_bob().await;
+
+    // The burst goes through; the next send at once is refused and stores nothing.
+    for i in 0..3 {
+        app.send_raw(&alice, &id, &format!("burst-{i}"), "hi")
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    let refused = app.send_raw(&alice, &id, "over", "too fast").await;
+    assert_rate_limited(&refused);
+    assert_eq!(app.all_history(&alice, &id).await.len(), 3);
+
+    // The limit is per user: Bob still sends.
+    app.send_raw(&bob, &id, "bob-1", "my turn")
+        .await
+        .expect(StatusCode::CREATED);
+    // And Alice's quota refills: the refused client id works once it has.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let later = app.send_raw(&alice, &id, "over", "later").await;
+    assert_eq!(later.expect(StatusCode::CREATED)["seq"], 5);
 }

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod limits;
 mod messages;
+mod presence;
 mod privacy;
 mod processes;
 mod reads;

@@ -14,6 +14,10 @@ async fn every_route(app: &TestApp, user: &TestUser, conversation: &str) -> Vec<
     vec![
         (format!("GET {base}"), app.get(&base, token).await),
         (
+            format!("GET {base}/presence"),
+            app.get(&format!("{base}/presence"), token).await,
+        ),
+        (
             format!("GET {base}/messages"),
             app.get(&format!("{base}/messages"), token).await,
         ),

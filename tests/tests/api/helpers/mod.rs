@@ -11,9 +11,15 @@
 
 mod api;
 mod assertions;
+mod brokers;
 mod http;
 mod metrics;
 pub mod postgres;
+#[allow(
+    dead_code,
+    reason = "used by the cluster tests, which share these helpers"
+)]
+mod process;
 mod profile;
 mod ws;
 
@@ -34,6 +40,11 @@ pub use metrics::metric_sum;
     reason = "used by the replica tests, which share these helpers"
 )]
 pub use metrics::metric_sum_where;
+#[allow(
+    unused_imports,
+    reason = "used by the cluster tests, which share these helpers"
+)]
+pub use process::{free_port, spawn_process_on};
 pub use profile::{TestDatabase, current_profile};
 pub use ws::{WsClient, assert_cursors_increase};
 
@@ -58,6 +69,8 @@ pub struct TestApp {
     database: Arc<TestDatabase>,
     stop: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Set when this is a real `duet serve` child process rather than an in-process app.
+    process: Option<process::ServerProcess>,
 }
 
 /// A registered, logged-in user.
@@ -82,12 +95,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// Starts Duet on the profile called `profile`, whatever `DUET_TEST_PROFILE` says, with
 /// `overrides` applied after the profile's settings.
 pub async fn spawn_app_on(profile: &str, overrides: &[(&str, &str)]) -> TestApp {
-    let (profile, profile_settings) = profile::profile(profile);
-    let settings: Vec<(String, String)> = profile_settings
-        .iter()
-        .chain(overrides)
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let (profile, settings) = profile::profile_settings(profile, overrides);
     let database = TestDatabase::create(&settings).await;
     start(profile, database, settings).await
 }
@@ -102,6 +110,8 @@ async fn start(
         ("server.host", "127.0.0.1"),
         ("server.port", "0"),
         ("auth.attempts_per_minute", "100000"),
+        // Tests send bursts from one user; `limits.rs` turns the send limit back on.
+        ("limits.sends_per_second", "0"),
     ];
     all.extend(resolved.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let loaded = Settings::load(&Profile::None, &all).expect("test settings load");
@@ -129,6 +139,7 @@ async fn start(
         database,
         stop,
         server: Some(server),
+        process: None,
     }
 }
 
@@ -141,6 +152,10 @@ impl Drop for TestApp {
 impl TestApp {
     /// Stops the server, asserts it finished cleanly within 15 s, and returns nothing else.
     pub async fn stop(&mut self) {
+        if let Some(process) = &mut self.process {
+            process.terminate().await;
+            return;
+        }
         self.stop.cancel();
         if let Some(server) = self.server.take() {
             let finished = tokio::time::timeout(Duration::from_secs(15), server)

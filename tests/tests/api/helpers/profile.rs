@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-use super::postgres;
+use super::{brokers, postgres};
 
 /// Every profile the suite knows: name → settings overrides, one line each. The replica is
 /// measured every 100 ms (not every second) so that the suite's reads reach it soon after
@@ -19,10 +19,13 @@ pub const PROFILES: &[(&str, &[(&str, &str)])] = &[
     ("sqlite",           &[("storage.kind", "sqlite"), ("storage.sqlite.path", "{db}")]),
     ("postgres",         &[("storage.kind", "postgres"), ("storage.postgres.url", PRIMARY)]),
     ("postgres-replica", &[("storage.kind", "postgres"), ("storage.postgres.url", PRIMARY), ("storage.postgres.replicas", REPLICA), (CHECK_MS, "100")]),
+    ("medium",           &[("storage.kind", "postgres"), ("storage.postgres.url", PRIMARY), ("delivery.kind", "nats"), ("delivery.nats.url", NATS), ("delivery.nats.stream", "{db}"), ("delivery.nats.subject_prefix", "{db}"), ("delivery.nats.consumer", "{db}"), ("cache.kind", "redis"), ("cache.redis.url", REDIS), ("cache.redis.key_prefix", "{db}")]),
 ];
 
 const PRIMARY: &str = "postgres://postgres@127.0.0.1:5432/{db}";
 const REPLICA: &str = "postgres://postgres@127.0.0.1:5433/{db}";
+const NATS: &str = "nats://127.0.0.1:4222";
+const REDIS: &str = "redis://127.0.0.1:6379";
 const CHECK_MS: &str = "storage.postgres.replica_check_interval_ms";
 
 /// How long a new database may take to appear on a replica.
@@ -83,6 +86,14 @@ impl TestDatabase {
         let database = Arc::new(Self::Postgres(PostgresDatabase {
             name: name.clone(),
             maintenance_url,
+            nats_url: (setting(settings, "delivery.kind") == Some("nats"))
+                .then(|| setting(settings, "delivery.nats.url"))
+                .flatten()
+                .map(str::to_owned),
+            redis_url: (setting(settings, "cache.kind") == Some("redis"))
+                .then(|| setting(settings, "cache.redis.url"))
+                .flatten()
+                .map(str::to_owned),
         }));
         for replica in setting(settings, "storage.postgres.replicas")
             .into_iter()
@@ -112,10 +123,13 @@ impl TestDatabase {
     }
 }
 
-/// A database `duet_t_<run>_<pid>_<n>` on a PostgreSQL server, dropped on drop.
+/// A database `duet_t_<run>_<pid>_<n>` on a PostgreSQL server, dropped on drop, with the
+/// NATS stream and Redis keys of the same name when the profile uses them.
 pub struct PostgresDatabase {
     name: String,
     maintenance_url: String,
+    nats_url: Option<String>,
+    redis_url: Option<String>,
 }
 
 impl Drop for PostgresDatabase {
@@ -123,6 +137,12 @@ impl Drop for PostgresDatabase {
         // `scripts/test.sh` drops whatever a killed test leaves behind; this keeps a long
         // run from filling the disk with one database per test.
         postgres::drop_database_blocking(&self.maintenance_url, &self.name);
+        if let Some(url) = &self.nats_url {
+            brokers::delete_stream_blocking(url, &self.name);
+        }
+        if let Some(url) = &self.redis_url {
+            brokers::delete_keys_blocking(url, &self.name);
+        }
     }
 }
 
@@ -151,4 +171,18 @@ fn next_name() -> String {
     });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("duet_t_{run}_{}_{n}", std::process::id())
+}
+
+/// The settings of the profile called `name`, then `overrides`, as owned pairs.
+pub fn profile_settings(
+    name: &str,
+    overrides: &[(&str, &str)],
+) -> (&'static str, Vec<(String, String)>) {
+    let (name, settings) = profile(name);
+    let all = settings
+        .iter()
+        .chain(overrides)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    (name, all)
 }
