@@ -1,11 +1,11 @@
-//! `duet [--config PATH] [serve|migrate]`: load settings, start telemetry, then serve (the
-//! default) or apply migrations and exit.
+//! `duet [--config PATH] [serve|migrate|capacity|bench]`: load settings, start telemetry, then
+//! serve (the default) or apply migrations and exit; `capacity` and `bench` need no settings.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use duet::{Application, Profile, Settings, capacity, storage, telemetry};
+use duet::{Application, Profile, Settings, bench, capacity, storage, telemetry};
 
 /// Duet, a one-to-one messaging server.
 #[derive(Debug, Parser)]
@@ -29,6 +29,9 @@ enum Command {
     /// Print the back-of-envelope for a deployment: load, storage, bandwidth, and how many
     /// app processes, shards and replicas it needs. Without --users, the growth table.
     Capacity(CapacityArgs),
+    /// Drive a running Duet over HTTP and WebSocket like real clients and report messages/s,
+    /// send and delivery latency and errors; with --baseline, the database's raw limit too.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Inputs of `duet capacity`. Per-node figures default to conservative values; pass the ones
@@ -119,8 +122,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Capacity(args)) = &cli.command {
-        return args.print();
+    match &cli.command {
+        Some(Command::Capacity(args)) => return args.print(),
+        // A client of some server, not one: no settings, no server telemetry.
+        Some(Command::Bench(args)) => return bench::run_cli(args).await,
+        _ => {}
     }
     let settings = Settings::load(&Profile::from_cli_or_env(cli.config), &[])?;
     telemetry::init_tracing(&settings.telemetry)?;
@@ -137,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => storage::migrate(&settings.storage).await,
         Command::Capacity(args) => args.print(),
+        Command::Bench(args) => bench::run_cli(&args).await,
     }
 }
 
