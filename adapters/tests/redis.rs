@@ -1,6 +1,6 @@
 //! The Redis ports against the real Redis at 127.0.0.1:6379: session cache, presence, the
 //! shared send limiter, and what happens when Redis is unreachable or goes away and comes
-//! back. Each test uses its own key prefix and deletes its keys after. Without Redis, each
+//! back; and `AccountService` answering tokens from the cache. Each test uses its own key prefix and deletes its keys after. Without Redis, each
 //! test prints `SKIPPED:` and returns, unless CI=true, where it fails.
 
 use std::num::NonZeroU32;
@@ -10,13 +10,18 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use deadpool_redis::redis;
+use duet_adapters::crypto::Argon2Credentials;
 use duet_adapters::redis::{
     RedisCache, RedisHistoryCache, RedisOptions, RedisPresence, RedisSendLimiter, RedisSessionCache,
+};
+use duet_adapters::sql::{SqlBackend, SqlOptions, SqlStorage};
+use duet_domain::accounts::{
+    AccountService, AccountStore, Caller, CreatedUser, Handle, NewUser, Session, User,
 };
 use duet_domain::cache::{
     CachedSession, HistoryCache, Presence, SendDecision, SendLimiter, SendQuota, SessionCache,
 };
-use duet_domain::{ConversationId, UserId};
+use duet_domain::{ConversationId, StoreError, UserId};
 
 const REDIS_ADDR: &str = "127.0.0.1:6379";
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -405,5 +410,112 @@ async fn when_redis_comes_back_one_probe_closes_the_breaker_and_the_cache_serves
     );
     assert!(redis.ping().await.is_ok());
     drop(proxy);
+    test.clean().await;
+}
+
+/// An account store that counts session reads, over a temporary SQLite file.
+struct CountingStore {
+    inner: duet_adapters::sql::SqlStorage,
+    session_reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl AccountStore for CountingStore {
+    async fn create_user(&self, user: NewUser) -> Result<CreatedUser, StoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.inner.user(id).await
+    }
+    async fn users(&self, ids: &[UserId]) -> Result<Vec<User>, StoreError> {
+        self.inner.users(ids).await
+    }
+    async fn user_id_by_handle(&self, handle: &Handle) -> Result<Option<UserId>, StoreError> {
+        self.inner.user_id_by_handle(handle).await
+    }
+    async fn credentials(&self, handle: &Handle) -> Result<Option<(User, String)>, StoreError> {
+        self.inner.credentials(handle).await
+    }
+    async fn create_session(&self, session: Session) -> Result<(), StoreError> {
+        self.inner.create_session(session).await
+    }
+    async fn session(&self, user: UserId, hash: &str) -> Result<Option<Session>, StoreError> {
+        self.session_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.session(user, hash).await
+    }
+    async fn delete_session(&self, user: UserId, hash: &str) -> Result<(), StoreError> {
+        self.inner.delete_session(user, hash).await
+    }
+    async fn delete_expired_sessions(&self, now: chrono::DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.delete_expired_sessions(now).await
+    }
+}
+
+#[tokio::test]
+async fn authenticated_requests_skip_the_database_until_log_out_revokes_the_token() {
+    let Some(test) = TestRedis::start("auth").await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(&test.prefix);
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let storage = SqlStorage::connect(SqlOptions {
+        backend: SqlBackend::Sqlite {
+            path: dir.join("duet.db"),
+            synchronous_full: false,
+            read_connections: 2,
+        },
+        logical_shards: 4,
+    })
+    .await
+    .expect("SQLite opens");
+    storage.migrate().await.expect("migrations apply");
+    let store = Arc::new(CountingStore {
+        inner: storage.clone(),
+        session_reads: AtomicUsize::new(0),
+    });
+    let cache = Arc::new(RedisSessionCache::new(
+        test.cache(),
+        Duration::from_secs(60),
+    ));
+    let accounts = AccountService::new(
+        store.clone(),
+        Arc::new(Argon2Credentials::new()),
+        chrono::Duration::hours(1),
+    )
+    .with_session_cache(cache.clone());
+    let handle = format!("amy_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let user = accounts
+        .register(&handle, "correct horse".to_owned(), None)
+        .await
+        .expect("registered");
+    let token = accounts
+        .log_in(&handle, "correct horse")
+        .await
+        .expect("logged in")
+        .token;
+    let me = Some(Caller { user_id: user.id });
+
+    for _ in 0..3 {
+        assert_eq!(accounts.authenticate(&token).await.expect("checked"), me);
+    }
+    assert_eq!(
+        store.session_reads.load(Ordering::SeqCst),
+        1,
+        "one fill, then hits"
+    );
+    assert!(
+        test.keys()
+            .await
+            .iter()
+            .all(|key| !key.contains(token.expose())),
+        "the token never reaches Redis"
+    );
+
+    accounts.log_out(&token).await.expect("logged out");
+    assert_eq!(accounts.authenticate(&token).await.expect("checked"), None);
+    assert_eq!(accounts.authenticate(&token).await.expect("checked"), None);
+    assert_eq!(cache.stats().hits, 2);
+    storage.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
     test.clean().await;
 }
