@@ -289,18 +289,18 @@ impl ConversationStore for SqlStorage {
     ) -> Result<Option<MarkedRead>, StoreError> {
         let route = self.router.for_conversation(id);
         let txn = begin_write(route.writer()).await?;
-        let Some(row) = conversations::Entity::find_by_id(id.0)
+        let row = conversations::Entity::find_by_id(id.0)
             .one(&txn)
             .await
-            .map_err(from_db)?
-        else {
+            .map_err(from_db)?;
+        let conversation = row.map(to_conversation);
+        let Some(conversation) = conversation.filter(|c| c.has_member(reader)) else {
+            // Say so now: the transaction holds SQLite's write lock until it ends.
+            txn.rollback().await.map_err(from_db)?;
             return Ok(None);
         };
-        let conversation = to_conversation(row);
-        if !conversation.has_member(reader) {
-            return Ok(None);
-        }
         if seq > conversation.last_seq {
+            txn.rollback().await.map_err(from_db)?;
             return Ok(Some(MarkedRead::BeyondLast(conversation)));
         }
         let column = read_column(&conversation, reader);

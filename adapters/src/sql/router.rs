@@ -246,6 +246,11 @@ impl ShardRouter {
     }
 }
 
+/// Prepared statements kept per connection. sqlx's default (100) is too few once batches
+/// add statement shapes (multi-row inserts, IN lists of varying length): evicted statements
+/// are prepared again, a round trip each on PostgreSQL.
+const STATEMENT_CACHE: usize = 1024;
+
 fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
@@ -253,7 +258,8 @@ fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptio
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(if lazy { 2 } else { 5 }))
         .connect_lazy(lazy)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE));
     opts
 }
 
@@ -297,6 +303,7 @@ async fn connect_sqlite(
                     })
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    .statement_cache_capacity(STATEMENT_CACHE)
             });
         opts
     };
