@@ -546,3 +546,80 @@ async fn postgres_one_relay_claims_a_shard_at_a_time() {
     )
     .await;
 }
+
+/// A queue whose hand-off fails, as a bug would, for one event id.
+struct FailingFor(uuid::Uuid);
+
+#[async_trait::async_trait]
+impl duet_domain::events::EventQueue for FailingFor {
+    async fn publish(&self, events: &[DurableEvent]) -> Result<(), duet_domain::StoreError> {
+        if events.iter().any(|e| e.id == self.0) {
+            return Err(duet_domain::StoreError::Unexpected(anyhow::anyhow!(
+                "delivery of {} always fails",
+                self.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn sqlite_an_entry_that_always_fails_is_set_aside_and_the_rest_flow() {
+    use duet_domain::events::Relay;
+    use std::sync::Arc;
+
+    let dir = std::env::temp_dir().join(unique_name("duet_poison"));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let path = dir.join("duet.db");
+    let storage = SqlStorage::connect(sqlite_options(&path))
+        .await
+        .expect("SQLite opens");
+    storage.migrate().await.expect("migrations apply");
+    let (a, b) = (user(&storage).await, user(&storage).await);
+    let id = conversation(&storage, a, b).await;
+    for i in 0..3 {
+        created(
+            storage
+                .append(new_message(id, a, &format!("p{i}")))
+                .await
+                .expect("append"),
+        );
+    }
+    let entries = storage.pending(10).await.expect("outbox");
+    let poison = entries[1].clone();
+    let relay = Relay::new(
+        Arc::new(storage.clone()),
+        Arc::new(FailingFor(poison.event.id)),
+        10,
+    )
+    .with_max_attempts(3);
+
+    // The entry before the poison goes through on the first run; the poison blocks the rest
+    // until its third failure sets it aside.
+    assert!(relay.run_once().await.is_err());
+    assert_eq!(
+        storage.pending(10).await.expect("outbox"),
+        entries[1..].to_vec()
+    );
+    assert!(relay.run_once().await.is_err());
+    assert_eq!(relay.run_once().await.expect("set aside, then relayed"), 2);
+    assert!(storage.pending(10).await.expect("outbox").is_empty());
+    storage.close().await;
+
+    let db = Database::connect(format!("sqlite://{}", path.display()))
+        .await
+        .expect("opens");
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT id, error FROM outbox_dead_letters",
+        ))
+        .await
+        .expect("reads")
+        .expect("one dead letter");
+    assert_eq!(row.try_get::<i64>("", "id").expect("id"), poison.id);
+    let error: String = row.try_get("", "error").expect("error");
+    assert!(error.contains("always fails"), "the cause is kept: {error}");
+    let _ = db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
