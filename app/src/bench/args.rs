@@ -21,6 +21,14 @@ pub struct BenchArgs {
     /// Base URL of the server under test.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Base URL the recipients' WebSockets connect to (default: --url). Pointing it at
+    /// another process than --url measures delivery across processes.
+    #[arg(long)]
+    pub ws_url: Option<String>,
+    /// After each acknowledged send, the sender reads the conversation's latest page this
+    /// many times (`GET .../messages`), as a client showing the conversation would.
+    #[arg(long, default_value_t = 0)]
+    pub reads_per_send: u32,
     /// Users to register (unique handles per run).
     #[arg(long, default_value_t = 100)]
     pub users: u32,
@@ -97,6 +105,8 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub url: reqwest::Url,
+    pub ws_url: reqwest::Url,
+    pub reads_per_send: u32,
     pub users: u32,
     pub conversations: u32,
     pub limits: Limits,
@@ -129,6 +139,21 @@ impl BenchArgs {
             matches!(url.scheme(), "http" | "https") && url.host().is_some(),
             "--url must be an http:// or https:// URL with a host, not {}",
             self.url
+        );
+        let ws_url = match &self.ws_url {
+            None => url.clone(),
+            Some(raw) => {
+                let ws_url = reqwest::Url::parse(raw).with_context(|| format!("--ws-url {raw}"))?;
+                ensure!(
+                    matches!(ws_url.scheme(), "http" | "https") && ws_url.host().is_some(),
+                    "--ws-url must be an http:// or https:// URL with a host, not {raw}"
+                );
+                ws_url
+            }
+        };
+        ensure!(
+            self.reads_per_send <= 100,
+            "--reads-per-send must be between 0 and 100"
         );
         ensure!(
             (2..=MAX_USERS).contains(&self.users),
@@ -193,6 +218,8 @@ impl BenchArgs {
         };
         Ok(Plan {
             url,
+            ws_url,
+            reads_per_send: self.reads_per_send,
             users: self.users,
             conversations: self.conversations,
             limits,

@@ -154,6 +154,31 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Reads the newest page of a conversation's history.
+    ///
+    /// # Errors
+    /// How it failed, as a report key, as for [`Client::send`].
+    pub async fn latest_page(&self, token: &str, conversation_id: &str) -> Result<(), String> {
+        let url = self
+            .url(&format!("/v1/conversations/{conversation_id}/messages"))
+            .map_err(|_| "bad url".to_owned())?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| error_kind(&e))?;
+        let status = response.status();
+        let read = response.bytes().await;
+        if !status.is_success() {
+            return Err(format!("http {}", status.as_u16()));
+        }
+        read.map(|_| ()).map_err(|e| error_kind(&e))
+    }
+}
+
 /// A transport failure as a report key.
 pub fn error_kind(err: &reqwest::Error) -> String {
     if err.is_timeout() {

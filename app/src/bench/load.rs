@@ -23,6 +23,8 @@ pub struct Workload {
     pub body: String,
     pub run_id: String,
     pub recorder: Arc<Recorder>,
+    /// Latest-page reads by the sender after each acknowledged send.
+    pub reads_per_send: u32,
 }
 
 impl Workload {
@@ -43,7 +45,18 @@ impl Workload {
             Ok(()) => self
                 .recorder
                 .acknowledged(&client_msg_id, origin, Instant::now()),
-            Err(kind) => self.recorder.failed(&client_msg_id, kind),
+            Err(kind) => return self.recorder.failed(&client_msg_id, kind),
+        }
+        for _ in 0..self.reads_per_send {
+            let started = Instant::now();
+            match self
+                .client
+                .latest_page(&sender.token, &conversation.id)
+                .await
+            {
+                Ok(()) => self.recorder.history_read(started.elapsed()),
+                Err(kind) => self.recorder.failed_read(kind),
+            }
         }
     }
 }

@@ -90,7 +90,7 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
     let owners = setup::socket_owners(&population.conversations, plan.sockets as usize);
     let mut listening = vec![false; population.users.len()];
     let stop_sockets = CancellationToken::new();
-    let events = socket::events_url(&plan.url)?;
+    let events = socket::events_url(&plan.ws_url)?;
     let sockets: Vec<_> = futures::stream::iter(&owners)
         .map(|owner| {
             listening[*owner] = true;
@@ -116,6 +116,7 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
         body: body.clone(),
         run_id: run_id.clone(),
         recorder: recorder.clone(),
+        reads_per_send: plan.reads_per_send,
     });
     let before = plan.server_pid.map(server::sample).transpose()?;
     let progress = progress_bar(plan, recorder.clone());
@@ -166,6 +167,7 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
     let report = Report {
         run_id,
         url: plan.url.to_string(),
+        ws_url: plan.ws_url.to_string(),
         mode: if rate.is_some() { "open" } else { "closed" }.into(),
         rate,
         connections: workers,
@@ -179,6 +181,8 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
         messages_per_sec,
         late_starts: recorder.late_starts.load(Ordering::Relaxed),
         send_latency: recorder.send_latency(),
+        history_reads: recorder.history_reads.load(Ordering::Relaxed),
+        history_read_latency: recorder.history_read_latency(),
         delivery_latency: recorder.delivery_latency(),
         errors: recorder.errors(),
         deliveries_expected: recorder.expected.load(Ordering::Relaxed),

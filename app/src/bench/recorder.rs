@@ -26,6 +26,7 @@ struct Pending {
 pub struct Recorder {
     send: Mutex<Histogram<u64>>,
     delivery: Mutex<Histogram<u64>>,
+    history: Mutex<Histogram<u64>>,
     pending: Mutex<HashMap<String, Pending>>,
     errors: Mutex<BTreeMap<String, u64>>,
     pub attempted: AtomicU64,
@@ -34,6 +35,7 @@ pub struct Recorder {
     pub expected: AtomicU64,
     pub delivered: AtomicU64,
     pub unmatched: AtomicU64,
+    pub history_reads: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,6 +56,7 @@ impl Default for Recorder {
         Self {
             send: Mutex::new(new_histogram()),
             delivery: Mutex::new(new_histogram()),
+            history: Mutex::new(new_histogram()),
             pending: Mutex::new(HashMap::new()),
             errors: Mutex::new(BTreeMap::new()),
             attempted: AtomicU64::new(0),
@@ -62,6 +65,7 @@ impl Default for Recorder {
             expected: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            history_reads: AtomicU64::new(0),
         }
     }
 }
@@ -104,6 +108,19 @@ impl Recorder {
         lock(&self.pending).remove(client_msg_id);
     }
 
+    /// A latest-page read answered 2xx after `took`.
+    pub fn history_read(&self, took: Duration) {
+        self.history_reads.fetch_add(1, Ordering::Relaxed);
+        lock(&self.history).saturating_record(micros(took));
+    }
+
+    /// A latest-page read failed; counted with the errors as `read: <kind>`.
+    pub fn failed_read(&self, kind: String) {
+        *lock(&self.errors)
+            .entry(format!("read: {kind}"))
+            .or_default() += 1;
+    }
+
     /// The recipient's socket got `message.created` for `client_msg_id` at `at`.
     pub fn delivery(&self, client_msg_id: &str, at: Instant) {
         let mut pending = lock(&self.pending);
@@ -144,6 +161,10 @@ impl Recorder {
 
     pub fn send_latency(&self) -> Latency {
         Latency::from_histogram(&lock(&self.send))
+    }
+
+    pub fn history_read_latency(&self) -> Latency {
+        Latency::from_histogram(&lock(&self.history))
     }
 
     pub fn delivery_latency(&self) -> Latency {

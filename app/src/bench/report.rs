@@ -82,6 +82,8 @@ pub struct BaselineReport {
 pub struct Report {
     pub run_id: String,
     pub url: String,
+    /// Where the recipients' WebSockets connected.
+    pub ws_url: String,
     /// `closed` or `open`.
     pub mode: String,
     /// Open loop: the target messages/s.
@@ -106,6 +108,9 @@ pub struct Report {
     pub send_latency: Latency,
     /// Due time or start → `message.created` on the recipient's socket.
     pub delivery_latency: Latency,
+    /// Latest-page reads answered 2xx (`--reads-per-send`).
+    pub history_reads: u64,
+    pub history_read_latency: Latency,
     /// Failed sends by kind: `http 503`, `timeout`, `connection`, …
     pub errors: BTreeMap<String, u64>,
     /// Acknowledged messages whose recipient had a socket.
@@ -183,7 +188,11 @@ impl Report {
         for (name, latency) in [
             ("send → ack", &self.send_latency),
             ("send → delivery", &self.delivery_latency),
+            ("latest-page read", &self.history_read_latency),
         ] {
+            if latency.count == 0 && name == "latest-page read" {
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "{name:<22}{:>12}{:>12}{:>12}{:>12}{:>10}",
@@ -299,6 +308,7 @@ mod tests {
         Report {
             run_id: "abc123".into(),
             url: "http://127.0.0.1:8080/".into(),
+            ws_url: "http://127.0.0.1:8081/".into(),
             mode: "open".into(),
             rate: Some(500.0),
             connections: 16,
@@ -320,6 +330,8 @@ mod tests {
                 mean_us: 1000.0,
             },
             delivery_latency: Latency::default(),
+            history_reads: 0,
+            history_read_latency: Latency::default(),
             errors: BTreeMap::from([("http 503".to_owned(), 2)]),
             deliveries_expected: 998,
             deliveries_received: 997,

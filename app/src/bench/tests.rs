@@ -103,6 +103,8 @@ async fn two_hundred_messages_are_all_acknowledged_delivered_and_reported() {
         database.to_str().expect("UTF-8"),
         "--baseline-batch",
         "64",
+        "--reads-per-send",
+        "2",
     ])
     .expect("valid flags");
     let plan = cli.args.plan().expect("a valid plan");
@@ -135,6 +137,8 @@ async fn two_hundred_messages_are_all_acknowledged_delivered_and_reported() {
     assert_eq!(parsed.deliveries_missing, 0);
     assert_eq!(parsed.send_latency.count, 200);
     assert_eq!(parsed.delivery_latency.count, 200);
+    assert_eq!(parsed.history_reads, 400, "two latest-page reads per send");
+    assert_eq!(parsed.history_read_latency.count, 400);
     assert!(
         parsed.send_latency.p50_us > 0 && parsed.send_latency.max_us >= parsed.send_latency.p99_us
     );
