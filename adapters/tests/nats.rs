@@ -1,7 +1,7 @@
 //! The NATS adapters against the real server at 127.0.0.1:4222. Each test gets its own
 //! stream, subject prefix and consumer name, and deletes its stream at the end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,7 +179,7 @@ async fn stop(delivery: (CancellationToken, JoinHandle<()>)) {
         .expect("delivery task");
 }
 
-/// The durable consumer's (pending, ack pending) counts.
+/// The (pending, ack pending) counts summed over the partitions' durable consumers.
 async fn backlog(nats: &Nats) -> (u64, usize) {
     let options = nats.options();
     let stream = nats
@@ -187,11 +187,16 @@ async fn backlog(nats: &Nats) -> (u64, usize) {
         .get_stream(&options.stream)
         .await
         .expect("stream");
-    let info = stream
-        .consumer_info(&options.durable_name)
-        .await
-        .expect("consumer info");
-    (info.num_pending, info.num_ack_pending)
+    let mut total = (0, 0);
+    for partition in 0..options.partitions {
+        let info = stream
+            .consumer_info(options.partition_consumer(partition))
+            .await
+            .expect("consumer info");
+        total.0 += info.num_pending;
+        total.1 += info.num_ack_pending;
+    }
+    total
 }
 
 #[tokio::test]
@@ -295,7 +300,7 @@ async fn a_failed_event_is_redelivered_and_acked_only_after_it_succeeds() {
 #[tokio::test]
 async fn an_undecodable_event_is_dropped_without_blocking_the_rest() {
     with_nats(|nats| async move {
-        let subject = format!("{}.events.garbage", nats.options().subject_prefix);
+        let subject = nats.options().partition_subject(0);
         nats.jetstream()
             .publish(subject, "not an event".into())
             .await
@@ -511,6 +516,330 @@ async fn a_process_with_another_ack_wait_still_joins_the_shared_consumer() {
         recorder.wait_for(1).await;
         stop(delivery).await;
         assert_eq!(recorder.handled(), HashMap::from([(sent.id, 1)]));
+    })
+    .await;
+}
+
+/// `count` conversations whose events land on `count` different partitions.
+fn conversations_on_distinct_partitions(nats: &Nats, count: usize) -> Vec<[UserId; 2]> {
+    let mut taken = HashSet::new();
+    let mut pairs = Vec::new();
+    while pairs.len() < count {
+        let pair = [UserId::generate(), UserId::generate()];
+        if taken.insert(
+            nats.options()
+                .partition(ConversationId::between(pair[0], pair[1])),
+        ) {
+            pairs.push(pair);
+        }
+    }
+    pairs
+}
+
+/// The `n`th event of the conversation of `members`: a read position of `n`.
+fn nth_event(members: [UserId; 2], n: i64) -> DurableEvent {
+    DurableEvent::new(
+        members,
+        FeedEventBody::ConversationRead {
+            conversation_id: ConversationId::between(members[0], members[1]),
+            reader_id: members[0],
+            read_seq: n,
+        },
+        Utc::now(),
+    )
+}
+
+/// Logs the events it applied in the order it applied them, shared by every "process";
+/// optionally fails the first attempt of some events and takes 0–3 ms per event.
+#[derive(Default)]
+struct OrderLog {
+    applied: Mutex<Vec<DurableEvent>>,
+    attempts: Mutex<HashMap<Uuid, u32>>,
+    fail_first_attempt_of: HashSet<Uuid>,
+    jitter: bool,
+}
+
+impl OrderLog {
+    fn applied(&self) -> Vec<DurableEvent> {
+        self.applied.lock().expect("lock").clone()
+    }
+
+    fn attempts(&self, event: Uuid) -> u32 {
+        *self
+            .attempts
+            .lock()
+            .expect("lock")
+            .get(&event)
+            .unwrap_or(&0)
+    }
+
+    async fn wait_for(&self, expected: usize) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.applied.lock().expect("lock").len() < expected
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The read positions applied for `conversation`, in the order they were applied.
+    fn order_of(&self, conversation: ConversationId) -> Vec<i64> {
+        self.applied()
+            .iter()
+            .filter(|event| event.body.conversation_id() == conversation)
+            .map(|event| event.body.seq())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl EventHandler for OrderLog {
+    async fn handle(&self, event: &DurableEvent) -> Result<(), StoreError> {
+        let attempt = {
+            let mut attempts = self.attempts.lock().expect("lock");
+            let attempt = attempts.entry(event.id).or_default();
+            *attempt += 1;
+            *attempt
+        };
+        if self.jitter {
+            let micros = rand::random_range(0..=3_000);
+            tokio::time::sleep(Duration::from_micros(micros)).await;
+        }
+        if attempt == 1 && self.fail_first_attempt_of.contains(&event.id) {
+            return Err(StoreError::Unavailable(anyhow::anyhow!("database down")));
+        }
+        self.applied.lock().expect("lock").push(event.clone());
+        Ok(())
+    }
+}
+
+/// A handler that records which "process" applied each event.
+struct Tagged {
+    log: Arc<OrderLog>,
+    applied_here: AtomicU32,
+}
+
+#[async_trait]
+impl EventHandler for Tagged {
+    async fn handle(&self, event: &DurableEvent) -> Result<(), StoreError> {
+        self.log.handle(event).await?;
+        self.applied_here.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_conversation_is_applied_in_publish_order_across_processes() {
+    with_nats(|nats| async move {
+        let other = second_process(&nats).await;
+        let log = Arc::new(OrderLog {
+            jitter: true,
+            ..OrderLog::default()
+        });
+        let (here, there) = (
+            Arc::new(Tagged {
+                log: log.clone(),
+                applied_here: AtomicU32::new(0),
+            }),
+            Arc::new(Tagged {
+                log: log.clone(),
+                applied_here: AtomicU32::new(0),
+            }),
+        );
+        let deliveries = [
+            run_delivery(&nats, here.clone()),
+            run_delivery(&other, there.clone()),
+        ];
+        let members: Vec<[UserId; 2]> = (0..5)
+            .map(|_| [UserId::generate(), UserId::generate()])
+            .collect();
+        // Interleaved, the way senders in five conversations would produce them.
+        let events: Vec<DurableEvent> = (0..200)
+            .map(|i| nth_event(members[i % 5], (i / 5) as i64 + 1))
+            .collect();
+        let queue = NatsQueue::new(&nats);
+        for batch in events.chunks(20) {
+            queue.publish(batch).await.expect("publish");
+        }
+        log.wait_for(events.len()).await;
+        // Room for a wrongly repeated event to show up.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for delivery in deliveries {
+            stop(delivery).await;
+        }
+
+        let applied = log.applied();
+        let mut counts: HashMap<Uuid, u32> = HashMap::new();
+        for event in &applied {
+            *counts.entry(event.id).or_default() += 1;
+        }
+        for event in &events {
+            assert_eq!(
+                counts.get(&event.id),
+                Some(&1),
+                "event {} applied once",
+                event.id
+            );
+        }
+        assert_eq!(applied.len(), events.len(), "no stray events");
+        let expected: Vec<i64> = (1..=40).collect();
+        for pair in &members {
+            let conversation = ConversationId::between(pair[0], pair[1]);
+            assert_eq!(
+                log.order_of(conversation),
+                expected,
+                "conversation {conversation} applied in publish order"
+            );
+        }
+        let (here, there) = (
+            here.applied_here.load(Ordering::Relaxed),
+            there.applied_here.load(Ordering::Relaxed),
+        );
+        assert!(
+            here > 0 && there > 0,
+            "both processes applied events: {here} and {there}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_event_holds_back_its_conversation_but_not_the_others() {
+    with_nats(|nats| async move {
+        let pairs = conversations_on_distinct_partitions(&nats, 2);
+        let (stuck, free) = (pairs[0], pairs[1]);
+        let (first, second) = (nth_event(stuck, 1), nth_event(stuck, 2));
+        let others: Vec<DurableEvent> = (1..=10).map(|n| nth_event(free, n)).collect();
+        let log = Arc::new(OrderLog {
+            fail_first_attempt_of: HashSet::from([first.id]),
+            ..OrderLog::default()
+        });
+        let other = second_process(&nats).await;
+        let deliveries = [
+            run_delivery(&nats, log.clone()),
+            run_delivery(&other, log.clone()),
+        ];
+        let mut events = vec![first.clone(), second.clone()];
+        events.extend(others.iter().cloned());
+        NatsQueue::new(&nats)
+            .publish(&events)
+            .await
+            .expect("publish");
+        log.wait_for(events.len()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for delivery in deliveries {
+            stop(delivery).await;
+        }
+
+        let applied: Vec<Uuid> = log.applied().iter().map(|event| event.id).collect();
+        assert_eq!(
+            applied.len(),
+            events.len(),
+            "each applied once: {applied:?}"
+        );
+        let position = |id: Uuid| applied.iter().position(|applied| *applied == id);
+        let (first_at, second_at) = (
+            position(first.id).expect("first applied"),
+            position(second.id).expect("second applied"),
+        );
+        assert!(first_at < second_at, "the retried event went first");
+        assert_eq!(log.attempts(first.id), 2, "failed once, then applied");
+        assert_eq!(log.attempts(second.id), 1, "never tried before the first");
+        // The other conversation did not wait for the redelivery (a second away).
+        for event in &others {
+            assert!(
+                position(event.id).expect("applied") < first_at,
+                "other conversations proceeded meanwhile"
+            );
+        }
+        let conversation = ConversationId::between(free[0], free[1]);
+        assert_eq!(log.order_of(conversation), (1..=10).collect::<Vec<_>>());
+        assert_eq!(backlog(&nats).await, (0, 0), "all acked");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_unpartitioned_layout_of_an_earlier_version_is_taken_over() {
+    with_nats(|nats| async move {
+        let options = nats.options().clone();
+        let stream = nats
+            .jetstream()
+            .get_stream(&options.stream)
+            .await
+            .expect("stream");
+        // The earlier version: one consumer on every event, subjects named after conversations.
+        stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some(options.durable_name.clone()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("old consumer");
+        let members = [UserId::generate(), UserId::generate()];
+        let conversation = ConversationId::between(members[0], members[1]);
+        let old: Vec<DurableEvent> = (1..=5).map(|n| nth_event(members, n)).collect();
+        for event in &old {
+            nats.jetstream()
+                .publish(
+                    format!("{}.events.{conversation}", options.subject_prefix),
+                    serde_json::to_vec(event).expect("json").into(),
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("stored");
+        }
+        let log = Arc::new(OrderLog::default());
+        let delivery = run_delivery(&nats, log.clone());
+        log.wait_for(old.len()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop(delivery).await;
+        assert_eq!(log.order_of(conversation), vec![1, 2, 3, 4, 5]);
+        assert!(
+            stream.consumer_info(&options.durable_name).await.is_err(),
+            "the old consumer is gone"
+        );
+        assert_eq!(backlog(&nats).await, (0, 0));
+        let info = stream.get_info().await.expect("info");
+        assert_eq!(info.state.messages, 0, "nothing left on old subjects");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_consumer_of_the_same_name_on_other_subjects_is_left_alone() {
+    with_nats(|nats| async move {
+        let options = nats.options().clone();
+        let stream = nats
+            .jetstream()
+            .get_stream(&options.stream)
+            .await
+            .expect("stream");
+        stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some(options.durable_name.clone()),
+                filter_subject: format!("{}.events.audit", options.subject_prefix),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("other consumer");
+        let log = Arc::new(OrderLog::default());
+        let delivery = run_delivery(&nats, log.clone());
+        let sent = event();
+        NatsQueue::new(&nats)
+            .publish(std::slice::from_ref(&sent))
+            .await
+            .expect("publish");
+        log.wait_for(1).await;
+        stop(delivery).await;
+        assert_eq!(log.applied(), vec![sent]);
+        stream
+            .consumer_info(&options.durable_name)
+            .await
+            .expect("the other consumer stays");
     })
     .await;
 }

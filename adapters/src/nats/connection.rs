@@ -7,10 +7,14 @@ use anyhow::Context as _;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, stream};
 use async_nats::{Client, ConnectOptions, Event};
-use duet_domain::StoreError;
+use duet_domain::{ConversationId, StoreError};
 use tokio::sync::watch;
 
 use super::unavailable;
+
+/// Most partitions a stream may be split into: each is a consumer on the server and a pull
+/// loop on every process.
+pub const MAX_PARTITIONS: usize = 1024;
 
 /// How to reach NATS and name what Duet keeps there.
 #[derive(Debug, Clone)]
@@ -19,15 +23,26 @@ pub struct NatsOptions {
     pub url: String,
     /// The JetStream stream holding durable events.
     pub stream: String,
-    /// First token of every subject: events go to `{prefix}.events.>`, live fan-out to
-    /// `{prefix}.live.{user_id}`. Lets several deployments share one NATS.
+    /// First token of every subject: events go to `{prefix}.events.{partition}`, live fan-out
+    /// to `{prefix}.live.{user_id}`. Lets several deployments share one NATS.
     pub subject_prefix: String,
-    /// The durable pull consumer every process shares.
+    /// Base name of the durable pull consumers every process shares: one per partition,
+    /// `{durable_name}-{partition}`.
     pub durable_name: String,
+    /// How many partitions the events are spread over, by a stable hash of their conversation
+    /// id (see [`NatsOptions::partition`]). Events of one partition are applied one at a time,
+    /// in stream order, by whichever process gets them; partitions proceed in parallel. Every
+    /// process sharing the stream must use the same value, and it must not change while the
+    /// stream holds pending events (they would stay on subjects no consumer reads, or be
+    /// reordered against newer events of their conversation): drain first (stop the relays,
+    /// wait for the consumers' backlog to reach zero), then change it everywhere.
+    pub partitions: usize,
     /// How long the server waits for an ack before redelivering an event to any process.
     /// Slow handlers extend it with progress acks, so it bounds the stall after a crash.
     pub ack_wait: Duration,
-    /// Events one process applies at the same time.
+    /// Partitions one process applies events of at the same time (each partition applies one
+    /// event at a time). It protects the process's database pools when `partitions` is large;
+    /// at or above `partitions` (the default) it never binds.
     pub max_in_flight: usize,
     /// Upper bound of every request to NATS: a publish batch, stream and consumer setup.
     pub request_timeout: Duration,
@@ -45,6 +60,7 @@ impl Default for NatsOptions {
             stream: "DUET_EVENTS".into(),
             subject_prefix: "duet".into(),
             durable_name: "duet-delivery".into(),
+            partitions: 32,
             ack_wait: Duration::from_secs(30),
             max_in_flight: 64,
             request_timeout: Duration::from_secs(5),
@@ -55,9 +71,44 @@ impl Default for NatsOptions {
 }
 
 impl NatsOptions {
-    /// Where durable event `conversation` goes; all match the stream's `events.>` filter.
-    pub(super) fn event_subject(&self, conversation: impl std::fmt::Display) -> String {
-        format!("{}.events.{conversation}", self.subject_prefix)
+    /// The partition of `conversation`'s events: FNV-1a (64 bit) of the id's 16 bytes modulo
+    /// `partitions`. Stable across processes, builds and versions: it must never change while
+    /// a stream holds events.
+    pub fn partition(&self, conversation: ConversationId) -> usize {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let hash = conversation
+            .as_uuid()
+            .as_bytes()
+            .iter()
+            .fold(OFFSET, |hash, byte| {
+                (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+            });
+        let partitions = self.partitions.max(1) as u64;
+        // The remainder is below `partitions`, a usize.
+        usize::try_from(hash % partitions).unwrap_or(0)
+    }
+
+    /// Where the events of `conversation` go: its partition's subject.
+    pub(super) fn event_subject(&self, conversation: ConversationId) -> String {
+        self.partition_subject(self.partition(conversation))
+    }
+
+    /// The subject of `partition`; all match the stream's `events.>` filter and none overlaps
+    /// another, as the work-queue stream requires of its consumers' filters.
+    pub fn partition_subject(&self, partition: usize) -> String {
+        format!("{}.events.{partition}", self.subject_prefix)
+    }
+
+    /// Every event subject, the stream's filter; also the filter of the consumer of the layout
+    /// before partitions.
+    pub(super) fn all_events_subject(&self) -> String {
+        format!("{}.events.>", self.subject_prefix)
+    }
+
+    /// The durable consumer of `partition`.
+    pub fn partition_consumer(&self, partition: usize) -> String {
+        format!("{}-{partition}", self.durable_name)
     }
 
     /// Where live events of `user` go.
@@ -92,6 +143,10 @@ impl Nats {
             "nats.max_in_flight must be positive"
         );
         anyhow::ensure!(options.live_buffer > 0, "nats.live_buffer must be positive");
+        anyhow::ensure!(
+            (1..=MAX_PARTITIONS).contains(&options.partitions),
+            "nats.partitions must be between 1 and {MAX_PARTITIONS}"
+        );
         let (connects_tx, connects) = watch::channel(0u64);
         let connects_tx = Arc::new(connects_tx);
         let client = ConnectOptions::new()
@@ -163,7 +218,7 @@ impl Nats {
         use async_nats::jetstream::context::CreateStreamErrorKind as Kind;
         let config = stream::Config {
             name: self.options.stream.clone(),
-            subjects: vec![format!("{}.events.>", self.options.subject_prefix)],
+            subjects: vec![self.options.all_events_subject()],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: self.options.duplicate_window,

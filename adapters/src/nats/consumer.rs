@@ -1,15 +1,29 @@
-//! The delivery side of the queue: every process pulls from one shared durable consumer.
+//! The delivery side of the queue: one durable pull consumer per partition, shared by every
+//! process.
+//!
+//! Events are published to `{prefix}.events.{partition}`, the partition being a stable hash of
+//! their conversation (see [`NatsOptions::partition`](super::NatsOptions::partition)). Each
+//! partition has its own durable consumer with `max_ack_pending = 1`: the server hands out the
+//! next event of a partition only once the previous one is acked (or, after a failure, the
+//! same one again), so a conversation's events are applied one at a time, in the order they
+//! were published, whichever process applies them. Every process pulls from every partition,
+//! so any of them takes over a partition another one stops serving.
 
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{AckKind, Message};
 use duet_domain::StoreError;
 use duet_domain::events::{DurableEvent, EventHandler};
-use futures::StreamExt;
-use tokio::sync::Semaphore;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -22,138 +36,386 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// [`MAX_NAK_DELAY`], so a down database is not hammered by every pending event.
 const NAK_DELAY: Duration = Duration::from_secs(1);
 const MAX_NAK_DELAY: Duration = Duration::from_secs(60);
+/// Events asked for per pull request. The server hands out one event per partition at a time
+/// anyway (`max_ack_pending = 1`); a larger batch would only park more requests on it.
+const PULL_BATCH: usize = 1;
+/// How long a pull request waits on the server: an idle partition costs one request per
+/// this long per process...
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// ...plus one idle heartbeat per this long, which tells a loop its consumer is gone (NATS
+/// restarted without its store) within two of them.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How often a process looks for events published before the partitions existed.
+const SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// Applies events from the stream with an [`EventHandler`]. Every process runs one; they
-/// share the durable consumer, so the server hands each event to one of them, and hands it
-/// again (to any) until it is acked: unlimited redelivery, because an inbox must not miss it.
+/// share the partitions' durable consumers, so the server hands each event to one of them, and
+/// hands it again (to any) until it is acked: unlimited redelivery, because an inbox must not
+/// miss it.
 pub struct DeliveryConsumer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     nats: Nats,
     handler: Arc<dyn EventHandler>,
+    /// When the stream was last set up (see [`Shared::prepare`]): partition loops that fail
+    /// together, e.g. when the stream was lost, set it up once between them.
+    prepared: Mutex<Option<Instant>>,
 }
 
 impl DeliveryConsumer {
     pub fn new(nats: &Nats, handler: Arc<dyn EventHandler>) -> Self {
         Self {
-            nats: nats.clone(),
-            handler,
+            shared: Arc::new(Shared {
+                nats: nats.clone(),
+                handler,
+                prepared: Mutex::new(None),
+            }),
         }
     }
 
-    /// Runs [`run_once`](Self::run_once) until `shutdown` is cancelled, backing off between
-    /// sessions that fail: NATS down or restarted, the stream or consumer deleted.
+    /// Runs one loop per partition until `shutdown` is cancelled. Each loop applies the
+    /// partition's events one at a time and starts over, backing off, when its session fails:
+    /// NATS down or restarted, the stream or consumer deleted. At most `max_in_flight` loops
+    /// of this process apply an event at the same time.
+    ///
+    /// It returns once every loop finished the event it was applying (and acked it); events
+    /// pulled but not started are handed back to the server for another process.
     pub async fn run(&self, shutdown: CancellationToken) {
+        let options = self.shared.nats.options();
+        if let Err(err) = self.shared.prepare(Instant::now()).await {
+            // Each partition loop sets it up again when its consumer cannot be made.
+            tracing::warn!(error = format!("{err:#}"), "event delivery not set up yet");
+        }
+        let permits = Arc::new(Semaphore::new(options.max_in_flight));
+        let mut loops = JoinSet::new();
+        for partition in 0..options.partitions {
+            loops.spawn(Arc::clone(&self.shared).run_partition(
+                partition,
+                Arc::clone(&permits),
+                shutdown.clone(),
+            ));
+        }
+        loops.spawn(Arc::clone(&self.shared).sweep(shutdown.clone()));
+        while let Some(done) = loops.join_next().await {
+            if let Err(err) = done {
+                tracing::error!(error = %err, "a partition's delivery loop panicked");
+            }
+        }
+        tracing::debug!("event delivery stopped");
+    }
+}
+
+impl Shared {
+    /// Runs sessions of one partition until `shutdown`, backing off between failed ones.
+    async fn run_partition(
+        self: Arc<Self>,
+        partition: usize,
+        permits: Arc<Semaphore>,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = MIN_BACKOFF;
         loop {
             let started = Instant::now();
-            let Err(err) = self.run_once(&shutdown).await else {
+            let outcome = AssertUnwindSafe(self.session(partition, &permits, &shutdown))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unexpected(anyhow!(
+                        "the delivery session panicked"
+                    )))
+                });
+            let Err(err) = outcome else {
                 break;
             };
+            if shutdown.is_cancelled() {
+                break;
+            }
             if started.elapsed() > MAX_BACKOFF {
                 // It worked for a while: this is a new outage, not the same one again.
                 backoff = MIN_BACKOFF;
             }
-            tracing::warn!(error = format!("{err:#}"), retry_in = ?backoff, "event delivery interrupted");
+            tracing::warn!(partition, error = format!("{err:#}"), retry_in = ?backoff, "event delivery interrupted");
+            metrics::counter!("duet_nats_delivery_interruptions_total").increment(1);
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
-        tracing::debug!("event delivery stopped");
     }
 
-    /// One session: sets up the stream and consumer, then applies events, at most
-    /// `max_in_flight` at a time, until `shutdown` (returns `Ok`) or until the message stream
-    /// fails or ends. Events being applied are finished and acked before it returns; events
-    /// pulled but not started are redelivered after the ack wait.
+    /// One session of one partition: binds to (or creates) its consumer, then applies its
+    /// events one at a time until `shutdown` (returns `Ok`) or until the message stream fails
+    /// or ends.
     ///
     /// # Errors
     /// `Unavailable` when NATS cannot be reached or the message stream broke off.
-    pub async fn run_once(&self, shutdown: &CancellationToken) -> Result<(), StoreError> {
-        let max_in_flight = self.nats.options().max_in_flight;
-        let consumer = self.consumer().await?;
+    async fn session(
+        &self,
+        partition: usize,
+        permits: &Semaphore,
+        shutdown: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        let consumer = self.consumer(partition).await?;
         let mut messages = consumer
             .stream()
-            .max_messages_per_batch(max_in_flight)
+            .max_messages_per_batch(PULL_BATCH)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
             .messages()
             .await
             .map_err(unavailable)?;
-        let permits = Arc::new(Semaphore::new(max_in_flight));
-        let mut running = JoinSet::new();
-        let outcome = loop {
-            while let Some(done) = running.try_join_next() {
-                log_panic(done);
-            }
-            let permit = tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
-                permit = Arc::clone(&permits).acquire_owned() => permit,
-            };
-            let Ok(permit) = permit else {
-                break Err(StoreError::Unexpected(anyhow!("delivery permits closed")));
-            };
+        loop {
             let next = tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
+                biased;
+                () = shutdown.cancelled() => break,
                 next = messages.next() => next,
             };
             match next {
-                Some(Ok(message)) => {
-                    let handler = Arc::clone(&self.handler);
-                    let ack_wait = self.nats.options().ack_wait;
-                    running.spawn(async move {
-                        deliver(message, handler.as_ref(), ack_wait).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(err)) => break Err(unavailable(err)),
-                None => break Err(unavailable(anyhow!("the message stream ended"))),
+                Some(Ok(message)) => self.deliver(message, permits, shutdown).await,
+                Some(Err(err)) => return Err(unavailable(err)),
+                None => return Err(unavailable(anyhow!("the message stream ended"))),
             }
-        };
-        while let Some(done) = running.join_next().await {
-            log_panic(done);
         }
-        outcome
+        // An event that arrived but was not started goes back now rather than after the ack
+        // wait, which would hold up its partition that long.
+        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+            settle(&message, AckKind::Nak(None), "released").await;
+        }
+        Ok(())
     }
 
-    /// Creates the durable consumer, or binds to it when another process already did.
-    async fn consumer(&self) -> Result<PullConsumer, StoreError> {
+    /// Binds to the partition's durable consumer, creating it (or bringing it to this
+    /// configuration) when needed.
+    async fn consumer(&self, partition: usize) -> Result<PullConsumer, StoreError> {
+        let attempted = Instant::now();
+        match self.create_consumer(partition).await {
+            Ok(consumer) => Ok(consumer),
+            Err(err) => {
+                // The stream may be gone (NATS restarted without its store) or never made
+                // (NATS was down when this process started), or the consumer of the layout
+                // before partitions still claims every subject.
+                tracing::debug!(partition, error = %err, "setting up the stream again");
+                self.prepare(attempted).await?;
+                self.create_consumer(partition).await.map_err(unavailable)
+            }
+        }
+    }
+
+    async fn create_consumer(
+        &self,
+        partition: usize,
+    ) -> Result<PullConsumer, async_nats::jetstream::stream::ConsumerError> {
         let options = self.nats.options();
-        // The stream may be gone (NATS restarted without its store) or never made (NATS was
-        // down when this process started).
-        self.nats.ensure_stream().await?;
         let config = pull::Config {
-            durable_name: Some(options.durable_name.clone()),
+            durable_name: Some(options.partition_consumer(partition)),
+            filter_subject: options.partition_subject(partition),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: options.ack_wait,
             max_deliver: -1,
+            // One event of the partition out at a time: the order across processes.
+            max_ack_pending: 1,
             ..Default::default()
         };
         self.nats
             .jetstream()
             .create_consumer_on_stream(config, options.stream.as_str())
             .await
-            .map_err(unavailable)
     }
-}
 
-/// Applies one event; acks it only once the handler succeeded.
-async fn deliver(message: Message, handler: &dyn EventHandler, ack_wait: Duration) {
-    let event: DurableEvent = match serde_json::from_slice(&message.payload) {
-        Ok(event) => event,
-        Err(err) => {
-            // No retry can decode it: drop it instead of blocking a slot forever.
-            tracing::error!(error = %err, subject = %message.subject, "undecodable event terminated");
-            settle(&message, AckKind::Term, "terminated").await;
-            return;
+    /// Sets up the stream and removes the consumer of the layout before partitions, unless
+    /// that was done after `since` already (by another partition's loop).
+    async fn prepare(&self, since: Instant) -> Result<(), StoreError> {
+        let mut prepared = self.prepared.lock().await;
+        if prepared.is_some_and(|at| at >= since) {
+            return Ok(());
         }
-    };
-    match keep_alive(&message, ack_wait, handler.handle(&event)).await {
-        Ok(()) => settle(&message, AckKind::Ack, "acked").await,
-        Err(err) => {
-            let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
-            let delay = nak_delay(delivered);
-            tracing::warn!(event = %event.id, error = format!("{err:#}"), delivered, retry_in = ?delay, "event not applied");
-            settle(&message, AckKind::Nak(Some(delay)), "nacked").await;
+        self.nats.ensure_stream().await?;
+        self.remove_unpartitioned_consumer().await?;
+        *prepared = Some(Instant::now());
+        drop(prepared);
+        if let Err(err) = self.move_unpartitioned_events().await {
+            // The sweep tries again later; delivery of the partitions does not wait for it.
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "could not move unpartitioned events"
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks every [`SWEEP_PERIOD`] for events on subjects of the layout before partitions
+    /// (`{prefix}.events.{conversation}`), which no partition's consumer reads, and moves them:
+    /// processes of the earlier version may still publish there during a rolling deploy.
+    async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(SWEEP_PERIOD) => {}
+            }
+            if let Err(err) = self.move_unpartitioned_events().await {
+                tracing::debug!(
+                    error = format!("{err:#}"),
+                    "could not look for unpartitioned events"
+                );
+            }
+        }
+    }
+
+    /// Republishes each event stored on a subject that is not a partition's (published by a
+    /// process of an earlier version) to its partition, oldest first, then deletes it from the
+    /// old subject. Processes doing it at once publish each event once between them (the moved
+    /// copy has an id of its own for the duplicate window), and the handler is idempotent. A
+    /// moved event lands behind the events of its partition already in the stream.
+    async fn move_unpartitioned_events(&self) -> Result<usize, StoreError> {
+        let options = self.nats.options();
+        let stream = self
+            .nats
+            .jetstream()
+            .get_stream(&options.stream)
+            .await
+            .map_err(unavailable)?;
+        let events_prefix = format!("{}.events.", options.subject_prefix);
+        let partition_subjects: HashSet<String> = (0..options.partitions)
+            .map(|partition| options.partition_subject(partition))
+            .collect();
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(options.all_events_subject())
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        let mut moved = 0;
+        for (subject, _) in subjects {
+            // The layout before partitions named the subject after the conversation.
+            let old_layout = subject
+                .strip_prefix(&events_prefix)
+                .is_some_and(|conversation| uuid::Uuid::parse_str(conversation).is_ok());
+            if partition_subjects.contains(&subject) || !old_layout {
+                continue;
+            }
+            loop {
+                let message = match stream.get_next_raw_message_by_subject(&subject).await {
+                    Ok(message) => message,
+                    Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => break,
+                    Err(err) => return Err(unavailable(err)),
+                };
+                match serde_json::from_slice::<DurableEvent>(&message.payload) {
+                    Ok(event) => {
+                        let republished = PublishMessage::build()
+                            .payload(message.payload.clone())
+                            .message_id(format!("{}.partitioned", event.id));
+                        self.nats
+                            .jetstream()
+                            .send_publish(
+                                options.event_subject(event.body.conversation_id()),
+                                republished,
+                            )
+                            .await
+                            .map_err(unavailable)?
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, subject, "undecodable event dropped");
+                    }
+                }
+                // Another process may have deleted it first.
+                if stream
+                    .delete_message(message.sequence)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    moved += 1;
+                }
+            }
+        }
+        if moved > 0 {
+            tracing::warn!(
+                moved,
+                "moved events of an earlier version to their partitions"
+            );
+        }
+        Ok(moved)
+    }
+
+    /// Deletes the single consumer every process shared before events were partitioned: the
+    /// one named exactly `durable_name` that reads every event subject. A work-queue stream
+    /// refuses the partitions' consumers while it exists; the events it had not acked stay in
+    /// the stream for them. Any other consumer is left alone.
+    async fn remove_unpartitioned_consumer(&self) -> Result<(), StoreError> {
+        let options = self.nats.options();
+        let stream = self
+            .nats
+            .jetstream()
+            .get_stream(&options.stream)
+            .await
+            .map_err(unavailable)?;
+        let info = match stream.consumer_info(&options.durable_name).await {
+            Ok(info) => info,
+            Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(unavailable(err)),
+        };
+        let filter = &info.config.filter_subject;
+        let unpartitioned = info.config.filter_subjects.is_empty()
+            && (filter.is_empty() || *filter == options.all_events_subject());
+        if unpartitioned {
+            stream
+                .delete_consumer(&options.durable_name)
+                .await
+                .map_err(unavailable)?;
+            tracing::warn!(
+                consumer = options.durable_name,
+                "deleted the unpartitioned consumer of an earlier version; its events go to the partitions' consumers"
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies one event; acks it only once the handler succeeded. Until then the partition's
+    /// next event stays on the server.
+    async fn deliver(&self, message: Message, permits: &Semaphore, shutdown: &CancellationToken) {
+        let event: DurableEvent = match serde_json::from_slice(&message.payload) {
+            Ok(event) => event,
+            Err(err) => {
+                // No retry can decode it: drop it instead of blocking its partition forever.
+                tracing::error!(error = %err, subject = %message.subject, "undecodable event terminated");
+                settle(&message, AckKind::Term, "terminated").await;
+                return;
+            }
+        };
+        let ack_wait = self.nats.options().ack_wait;
+        let applied = keep_alive(&message, ack_wait, async {
+            let _permit = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return None,
+                permit = permits.acquire() => permit.ok()?,
+            };
+            let outcome = AssertUnwindSafe(self.handler.handle(&event))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Unexpected(anyhow!(
+                        "the event handler panicked"
+                    )))
+                });
+            Some(outcome)
+        })
+        .await;
+        match applied {
+            Some(Ok(())) => settle(&message, AckKind::Ack, "acked").await,
+            Some(Err(err)) => {
+                let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
+                let delay = nak_delay(delivered);
+                tracing::warn!(event = %event.id, error = format!("{err:#}"), delivered, retry_in = ?delay, "event not applied");
+                settle(&message, AckKind::Nak(Some(delay)), "nacked").await;
+            }
+            // Shutting down before it started: another process takes it at once.
+            None => settle(&message, AckKind::Nak(None), "released").await,
         }
     }
 }
@@ -176,7 +438,8 @@ async fn keep_alive<T>(message: &Message, ack_wait: Duration, work: impl Future<
     }
 }
 
-/// Sends the outcome; a lost ack only means the event is applied again, idempotently.
+/// Sends the outcome; a lost ack only means the event is applied again, idempotently (and
+/// holds up its partition until the ack wait ends).
 async fn settle(message: &Message, kind: AckKind, outcome: &'static str) {
     if let Err(err) = message.ack_with(kind).await {
         tracing::warn!(error = %err, outcome, "could not settle event; it will be redelivered");
@@ -190,12 +453,6 @@ fn nak_delay(delivered: i64) -> Duration {
         .unwrap_or(u32::MAX)
         .min(16);
     NAK_DELAY.saturating_mul(1 << doublings).min(MAX_NAK_DELAY)
-}
-
-fn log_panic(done: Result<(), tokio::task::JoinError>) {
-    if let Err(err) = done {
-        tracing::error!(error = %err, "event handler panicked; the event will be redelivered");
-    }
 }
 
 #[cfg(test)]
