@@ -171,11 +171,16 @@ pub struct NatsSettings {
     pub stream: String,
     /// Subjects are `PREFIX.events.*` (durable) and `PREFIX.live.USER` (live).
     pub subject_prefix: String,
-    /// Durable consumer shared by every process: each event goes to one of them.
+    /// Name of the durable consumers (`NAME-PARTITION`) every process shares: each event
+    /// goes to one of them.
     pub consumer: String,
+    /// Conversations hash to this many partitions; a partition's events are applied one at a
+    /// time, in order, by whichever process holds it next. The same on every process; never
+    /// change it while events are pending.
+    pub partitions: usize,
     /// An event not acknowledged within this long is delivered again.
     pub ack_wait_secs: u64,
-    /// Events one process delivers at once.
+    /// Partitions one process applies events of at once.
     pub max_in_flight: usize,
     /// How long a publish may wait for JetStream before the relay backs off.
     pub request_timeout_ms: u64,
@@ -378,6 +383,10 @@ impl Settings {
         anyhow::ensure!(
             nats.max_in_flight > 0,
             "delivery.nats.max_in_flight must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=1024).contains(&nats.partitions),
+            "delivery.nats.partitions must be between 1 and 1024"
         );
         anyhow::ensure!(
             nats.ack_wait_secs > 0,

@@ -3,9 +3,10 @@
 //!
 //! - `memory`: the relay's hand-off *is* delivery (applied before the outbox row goes) and
 //!   live events reach devices on this process only.
-//! - `nats`: the relay publishes to JetStream; every process runs a consumer of one shared
-//!   durable consumer group, so each event is applied once by whichever process gets it;
-//!   live events go through core NATS to the process holding each device.
+//! - `nats`: the relay publishes to JetStream, one subject per partition of conversations;
+//!   every process runs a loop per partition on durable consumers they all share, so each
+//!   event is applied once, in conversation order, by whichever process gets it; live events
+//!   go through core NATS to the process holding each device.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub fn nats_options(settings: &DeliverySettings) -> NatsOptions {
         stream: nats.stream.clone(),
         subject_prefix: nats.subject_prefix.clone(),
         durable_name: nats.consumer.clone(),
+        partitions: nats.partitions,
         ack_wait: Duration::from_secs(nats.ack_wait_secs),
         max_in_flight: nats.max_in_flight,
         request_timeout: Duration::from_millis(nats.request_timeout_ms.max(1)),
