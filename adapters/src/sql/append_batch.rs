@@ -7,7 +7,7 @@
 //! message another process committed before us, and two batches never wait on each other in
 //! a cycle.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use duet_domain::conversations::{Message, NewMessage};
@@ -16,7 +16,7 @@ use duet_domain::inbox::FeedEventBody;
 use duet_domain::{StoreError, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
@@ -164,19 +164,31 @@ async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<An
 }
 
 /// Messages already stored under a client id of the batch (sent earlier, or by another
-/// process). Each IN list is short (the batch's conversations, their senders, its client
-/// ids), so the probe uses the unique index on all three columns.
+/// process). One disjunct per (conversation, sender) with that pair's client ids: each is
+/// an exact probe of the unique index, where independent IN lists per column would make
+/// the database probe their whole cross product.
 async fn stored_duplicates(
     txn: &DatabaseTransaction,
     batch: &[NewMessage],
 ) -> Result<HashMap<ClientKey, Message>, StoreError> {
-    let conversation_ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.0).collect();
-    let senders: BTreeSet<Uuid> = batch.iter().map(|m| m.sender_id.0).collect();
-    let client_ids: BTreeSet<&str> = batch.iter().map(|m| m.client_msg_id.as_str()).collect();
+    let mut groups: BTreeMap<(Uuid, Uuid), BTreeSet<&str>> = BTreeMap::new();
+    for m in batch {
+        groups
+            .entry((m.conversation_id.0, m.sender_id.0))
+            .or_default()
+            .insert(m.client_msg_id.as_str());
+    }
+    let mut any = Condition::any();
+    for ((conversation, sender), client_ids) in groups {
+        any = any.add(
+            Condition::all()
+                .add(messages::Column::ConversationId.eq(conversation))
+                .add(messages::Column::SenderId.eq(sender))
+                .add(messages::Column::ClientMsgId.is_in(client_ids)),
+        );
+    }
     let rows = messages::Entity::find()
-        .filter(messages::Column::ConversationId.is_in(conversation_ids))
-        .filter(messages::Column::SenderId.is_in(senders))
-        .filter(messages::Column::ClientMsgId.is_in(client_ids))
+        .filter(any)
         .all(txn)
         .await
         .map_err(from_db)?;

@@ -14,8 +14,8 @@ use duet_domain::StoreError;
 use duet_domain::inbox::{FeedEvent, InboxUpdate};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -82,7 +82,6 @@ async fn apply_in_txn(
     batch: &[&InboxUpdate<'_>],
 ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
     let users: BTreeSet<Uuid> = batch.iter().map(|u| u.user.0).collect();
-    let conversations: BTreeSet<Uuid> = batch.iter().map(|u| u.event.conversation_id().0).collect();
 
     let mut cursors: HashMap<Uuid, (i64, i64)> = user_feeds::Entity::find()
         .filter(user_feeds::Column::UserId.is_in(users.iter().copied()))
@@ -94,11 +93,24 @@ async fn apply_in_txn(
         .into_iter()
         .map(|f| (f.user_id, (f.last_cursor, f.last_cursor)))
         .collect();
-    let mut seen = applied_before(txn, batch, &users, &conversations).await?;
+    let mut seen = applied_before(txn, batch).await?;
+    // One disjunct per (user, conversation): exact primary-key probes, not the cross
+    // product of two IN lists.
+    let pairs: BTreeSet<(Uuid, Uuid)> = batch
+        .iter()
+        .map(|u| (u.user.0, u.event.conversation_id().0))
+        .collect();
+    let mut any = Condition::any();
+    for (user, conversation) in pairs {
+        any = any.add(
+            Condition::all()
+                .add(inbox_entries::Column::UserId.eq(user))
+                .add(inbox_entries::Column::ConversationId.eq(conversation)),
+        );
+    }
     let mut entries: HashMap<(Uuid, Uuid), (inbox_entries::Model, bool)> =
         inbox_entries::Entity::find()
-            .filter(inbox_entries::Column::UserId.is_in(users.iter().copied()))
-            .filter(inbox_entries::Column::ConversationId.is_in(conversations.iter().copied()))
+            .filter(any)
             .all(txn)
             .await
             .map_err(from_db)?
@@ -183,26 +195,38 @@ async fn apply_in_txn(
     Ok(applied)
 }
 
-/// Which events of the batch the feeds already hold (a redelivery). The IN lists are
-/// short and cover the unique identity index column by column.
+/// Which events of the batch the feeds already hold (a redelivery). One disjunct per
+/// (user, conversation, kind) over the seq range the batch has for it: each is one range
+/// scan of the unique identity index, where independent IN lists per column would make the
+/// database probe their whole cross product.
 async fn applied_before(
     txn: &DatabaseTransaction,
     batch: &[&InboxUpdate<'_>],
-    users: &BTreeSet<Uuid>,
-    conversations: &BTreeSet<Uuid>,
 ) -> Result<HashSet<Identity>, StoreError> {
-    let kinds: BTreeSet<&'static str> = batch.iter().map(|u| u.event.kind()).collect();
-    let seqs: BTreeSet<i64> = batch.iter().map(|u| u.event.seq()).collect();
+    let mut ranges: BTreeMap<(Uuid, Uuid, &'static str), (i64, i64)> = BTreeMap::new();
+    for u in batch {
+        let key = (u.user.0, u.event.conversation_id().0, u.event.kind());
+        let seq = u.event.seq();
+        let range = ranges.entry(key).or_insert((seq, seq));
+        *range = (range.0.min(seq), range.1.max(seq));
+    }
+    let mut any = Condition::any();
+    for ((user, conversation, kind), (low, high)) in ranges {
+        any = any.add(
+            Condition::all()
+                .add(feed_events::Column::UserId.eq(user))
+                .add(feed_events::Column::ConversationId.eq(conversation))
+                .add(feed_events::Column::Kind.eq(kind))
+                .add(feed_events::Column::Seq.between(low, high)),
+        );
+    }
     let stored: HashSet<(Uuid, Uuid, String, i64)> = feed_events::Entity::find()
         .select_only()
         .column(feed_events::Column::UserId)
         .column(feed_events::Column::ConversationId)
         .column(feed_events::Column::Kind)
         .column(feed_events::Column::Seq)
-        .filter(feed_events::Column::UserId.is_in(users.iter().copied()))
-        .filter(feed_events::Column::ConversationId.is_in(conversations.iter().copied()))
-        .filter(feed_events::Column::Kind.is_in(kinds))
-        .filter(feed_events::Column::Seq.is_in(seqs))
+        .filter(any)
         .into_tuple::<(Uuid, Uuid, String, i64)>()
         .all(txn)
         .await
