@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use duet_adapters::crypto::Argon2Credentials;
-use duet_adapters::nats::DeliveryConsumer;
+use duet_adapters::nats::{DeliveryConsumer, Nats};
 use duet_adapters::sql::SqlStorage;
 use duet_domain::accounts::{AccountService, AccountStore};
 use duet_domain::conversations::{ConversationService, ConversationStore};
@@ -38,6 +38,9 @@ pub struct Application {
     relay: Arc<Relay>,
     /// With NATS: applies the events this process is handed.
     consumer: Option<DeliveryConsumer>,
+    /// With NATS: drained on shutdown, so the server forgets this process's pull requests at
+    /// once instead of handing it events it will never ack.
+    nats: Option<Nats>,
     inbox: Arc<dyn InboxStore>,
     accounts: Arc<dyn AccountStore>,
     storage: SqlStorage,
@@ -80,7 +83,7 @@ impl Application {
         let relay = Arc::new(Relay::new(outbox, queue, settings.delivery.relay_batch));
         let caches = caches::build(&settings.cache, &settings.limits)?;
         let mut accelerators = Vec::new();
-        if let Some(nats) = nats {
+        if let Some(nats) = nats.clone() {
             accelerators.push(Accelerator {
                 name: "nats",
                 is_up: Box::new(move || nats.is_connected()),
@@ -151,6 +154,7 @@ impl Application {
             state,
             relay,
             consumer,
+            nats,
             inbox,
             accounts,
             storage,
@@ -183,6 +187,7 @@ impl Application {
             state,
             relay,
             consumer,
+            nats,
             inbox,
             accounts,
             storage,
@@ -193,14 +198,22 @@ impl Application {
         let delivery = &settings.delivery;
 
         let workers = TaskTracker::new();
-        workers.spawn(workers::relay(
+        let relaying = workers.spawn(workers::relay(
             relay,
             Duration::from_millis(delivery.relay_poll_ms),
             shutdown.clone(),
         ));
         if let Some(consumer) = consumer {
-            let shutdown = shutdown.clone();
-            workers.spawn(async move { consumer.run(shutdown).await });
+            // The consumer stops only after the relay's last step: an event this process
+            // publishes while stopping is then still taken (or handed back) by its own
+            // consumer, rather than left to the server's redelivery after the ack wait.
+            let consumer_stop = CancellationToken::new();
+            let stop_after_relay = consumer_stop.clone();
+            workers.spawn(async move {
+                let _ = relaying.await;
+                stop_after_relay.cancel();
+            });
+            workers.spawn(async move { consumer.run(consumer_stop).await });
         }
         workers.spawn(workers::prune(
             inbox,
@@ -232,6 +245,13 @@ impl Application {
         }
         if tokio::time::timeout(grace, workers.wait()).await.is_err() {
             tracing::warn!("some background workers did not stop in time");
+        }
+        if let Some(nats) = nats
+            && tokio::time::timeout(grace, nats.client().drain())
+                .await
+                .is_err()
+        {
+            tracing::warn!("the NATS connection did not drain in time");
         }
         storage.close().await;
         tracing::info!("duet stopped");

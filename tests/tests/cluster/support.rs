@@ -178,6 +178,8 @@ impl Cluster {
         let mut settings = vec![
             ("delivery.nats.url", nats_url.as_str()),
             ("cache.redis.url", redis_url.as_str()),
+            // A killed process's in-flight event goes to another within seconds, not 30 s.
+            ("delivery.nats.ack_wait_secs", "2"),
         ];
         settings.extend_from_slice(overrides);
         let first = spawn_process_on("medium", &settings).await;
