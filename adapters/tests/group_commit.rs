@@ -38,6 +38,7 @@ fn wide_batches() -> GroupCommitOptions {
         enabled: true,
         max_batch: 256,
         max_delay: Duration::from_millis(50),
+        writers: 1,
     }
 }
 

@@ -6,6 +6,11 @@
 //! The task takes the first waiting append, then keeps gathering until the batch holds
 //! `max_batch` appends or `max_delay` has passed since the first arrived. While a batch
 //! commits, the next one fills, so under load batches grow by themselves.
+//!
+//! On PostgreSQL several writer tasks share a database's queue (`writers`): one gathers
+//! while the others commit, so a batch's round trips and fsync overlap the next batch's.
+//! They lock conversation rows in id order, so they never deadlock; batches touching the same
+//! conversation simply take turns. SQLite has one writer connection, so one task.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -13,7 +18,8 @@ use std::time::Duration;
 
 use duet_domain::StoreError;
 use duet_domain::conversations::{Appended, NewMessage};
-use tokio::sync::{Notify, mpsc, oneshot};
+use sea_orm::DbBackend;
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::append_batch::{Answer, BatchFailure, append_batch};
@@ -30,6 +36,8 @@ pub struct GroupCommitOptions {
     /// resolution, so values below 1 ms round up to it; zero takes only what is already
     /// waiting.
     pub max_delay: Duration,
+    /// Writer tasks per PostgreSQL database (at least 1); SQLite always has one.
+    pub writers: usize,
 }
 
 impl Default for GroupCommitOptions {
@@ -38,6 +46,7 @@ impl Default for GroupCommitOptions {
             enabled: true,
             max_batch: 256,
             max_delay: Duration::from_micros(1000),
+            writers: 4,
         }
     }
 }
@@ -59,6 +68,8 @@ pub(super) struct GroupCommitter {
 /// What a batch needs besides its connection: the router (for write marks) and the signal
 /// that wakes the relay.
 struct Writer {
+    /// Shared by the shard's writers: the one holding it gathers the next batch.
+    queue: Arc<Mutex<mpsc::Receiver<Request>>>,
     router: Arc<ShardRouter>,
     shard: usize,
     outbox_signal: Arc<Notify>,
@@ -76,16 +87,25 @@ impl GroupCommitter {
         let max_batch = options.max_batch.max(1);
         // Bounded: when the database falls behind, senders wait here instead of piling up.
         let (requests, receiver) = mpsc::channel(max_batch * 4);
-        let writer = Writer {
-            router,
-            shard,
-            outbox_signal,
-            options: GroupCommitOptions {
-                max_batch,
-                ..options
-            },
+        let queue = Arc::new(Mutex::new(receiver));
+        let writers = if router.shard(shard).writer.get_database_backend() == DbBackend::Postgres {
+            options.writers.max(1)
+        } else {
+            1
         };
-        tokio::spawn(writer.run(receiver));
+        for _ in 0..writers {
+            let writer = Writer {
+                queue: queue.clone(),
+                router: router.clone(),
+                shard,
+                outbox_signal: outbox_signal.clone(),
+                options: GroupCommitOptions {
+                    max_batch,
+                    ..options
+                },
+            };
+            tokio::spawn(writer.run());
+        }
         Self { requests }
     }
 
@@ -105,11 +125,17 @@ fn stopped() -> StoreError {
 }
 
 impl Writer {
-    async fn run(self, mut receiver: mpsc::Receiver<Request>) {
+    async fn run(self) {
         let mut batch = Vec::with_capacity(self.options.max_batch);
-        while let Some(first) = receiver.recv().await {
-            batch.push(first);
-            self.gather(&mut receiver, &mut batch).await;
+        loop {
+            {
+                let mut receiver = self.queue.lock().await;
+                let Some(first) = receiver.recv().await else {
+                    break;
+                };
+                batch.push(first);
+                self.gather(&mut receiver, &mut batch).await;
+            }
             metrics::histogram!("duet_group_commit_batch_size").record(batch.len() as f64);
             self.commit(std::mem::take(&mut batch)).await;
         }
