@@ -40,7 +40,9 @@ type Users = Mutex<HashMap<UserId, UserChannel>>;
 struct UserChannel {
     sender: broadcast::Sender<LiveItem>,
     /// The task forwarding the NATS subscription; aborting it drops (unsubscribes) it.
-    forwarder: AbortHandle,
+    /// `None` while NATS could not take the subscription (down or unresponsive): the next
+    /// device of the user, or the reconnection, subscribes then.
+    forwarder: Option<AbortHandle>,
 }
 
 impl NatsLiveBus {
@@ -48,7 +50,7 @@ impl NatsLiveBus {
         let users = Arc::new(Users::default());
         let stop = CancellationToken::new();
         tokio::spawn(lag_on_reconnect(
-            nats.connects(),
+            nats.clone(),
             Arc::downgrade(&users),
             stop.clone(),
         ));
@@ -64,11 +66,12 @@ impl NatsLiveBus {
         lock(&self.users).len()
     }
 
-    /// A receiver on `user`'s channel, if this process already subscribed to them.
-    fn join(&self, user: UserId) -> Option<broadcast::Receiver<LiveItem>> {
+    /// A receiver on `user`'s channel if there is one, and whether it still lacks its NATS
+    /// subscription.
+    fn join(&self, user: UserId) -> Option<(broadcast::Receiver<LiveItem>, bool)> {
         lock(&self.users)
             .get(&user)
-            .map(|channel| channel.sender.subscribe())
+            .map(|channel| (channel.sender.subscribe(), channel.forwarder.is_none()))
     }
 
     /// Joins the channel another caller started meanwhile, or starts one over `subscriber`.
@@ -79,17 +82,56 @@ impl NatsLiveBus {
     ) -> broadcast::Receiver<LiveItem> {
         let mut users = lock(&self.users);
         if let Some(channel) = users.get(&user) {
-            // Lost the race: `subscriber` drops here and unsubscribes.
-            return channel.sender.subscribe();
+            let receiver = channel.sender.subscribe();
+            drop(users);
+            if let Some(subscriber) = subscriber {
+                attach(&self.users, user, subscriber);
+            }
+            return receiver;
         }
         let (sender, receiver) = broadcast::channel(self.nats.options().live_buffer);
-        let forwarder = match subscriber {
-            Some(subscriber) => tokio::spawn(forward(subscriber, sender.clone())),
-            None => tokio::spawn(async {}),
-        }
-        .abort_handle();
+        let forwarder = subscriber
+            .map(|subscriber| tokio::spawn(forward(subscriber, sender.clone())).abort_handle());
         users.insert(user, UserChannel { sender, forwarder });
         receiver
+    }
+}
+
+/// Subscribes to `user`'s subject, unless NATS is down or does not take it within the
+/// request timeout (its outgoing queue can be full while it reconnects): a device must
+/// never wait on the broker to get its stream.
+async fn try_subscribe(nats: &Nats, user: UserId) -> Option<Subscriber> {
+    if !nats.is_connected() {
+        return None;
+    }
+    let subject = nats.options().live_subject(user);
+    match tokio::time::timeout(
+        nats.options().request_timeout,
+        nats.client().subscribe(subject),
+    )
+    .await
+    {
+        Ok(Ok(subscriber)) => Some(subscriber),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "live subscription failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("live subscription timed out");
+            None
+        }
+    }
+}
+
+/// Gives `user`'s channel its NATS subscription if it still has none (else `subscriber`
+/// drops here and unsubscribes).
+fn attach(users: &Users, user: UserId, subscriber: Subscriber) {
+    let mut users = lock(users);
+    if let Some(channel) = users.get_mut(&user)
+        && channel.forwarder.is_none()
+    {
+        channel.forwarder =
+            Some(tokio::spawn(forward(subscriber, channel.sender.clone())).abort_handle());
     }
 }
 
@@ -122,17 +164,15 @@ impl LiveBus for NatsLiveBus {
 
     async fn subscribe(&self, user: UserId) -> BoxStream<'static, LiveItem> {
         let receiver = match self.join(user) {
-            Some(receiver) => receiver,
+            Some((receiver, false)) => receiver,
+            Some((receiver, true)) => {
+                if let Some(subscriber) = try_subscribe(&self.nats, user).await {
+                    attach(&self.users, user, subscriber);
+                }
+                receiver
+            }
             None => {
-                let subject = self.nats.options().live_subject(user);
-                let subscriber = match self.nats.client().subscribe(subject).await {
-                    Ok(subscriber) => Some(subscriber),
-                    Err(err) => {
-                        // Only a closed client refuses; the device still gets its feed.
-                        tracing::error!(error = %err, "live subscription failed");
-                        None
-                    }
-                };
+                let subscriber = try_subscribe(&self.nats, user).await;
                 self.join_or_start(user, subscriber)
             }
         };
@@ -178,12 +218,10 @@ async fn forward(mut subscriber: Subscriber, sender: broadcast::Sender<LiveItem>
     }
 }
 
-/// Lags every local subscriber whenever the connection comes back.
-async fn lag_on_reconnect(
-    mut connects: watch::Receiver<u64>,
-    users: std::sync::Weak<Users>,
-    stop: CancellationToken,
-) {
+/// Whenever the connection comes back: subscribes the users whose subscription NATS could
+/// not take while it was away, then lags every local subscriber.
+async fn lag_on_reconnect(nats: Nats, users: std::sync::Weak<Users>, stop: CancellationToken) {
+    let mut connects: watch::Receiver<u64> = nats.connects();
     connects.borrow_and_update();
     loop {
         tokio::select! {
@@ -191,6 +229,16 @@ async fn lag_on_reconnect(
             changed = connects.changed() => if changed.is_err() { return },
         }
         let Some(users) = users.upgrade() else { return };
+        let unsubscribed: Vec<UserId> = lock(&users)
+            .iter()
+            .filter(|(_, channel)| channel.forwarder.is_none())
+            .map(|(user, _)| *user)
+            .collect();
+        for user in unsubscribed {
+            if let Some(subscriber) = try_subscribe(&nats, user).await {
+                attach(&users, user, subscriber);
+            }
+        }
         let users = lock(&users);
         tracing::info!(
             users = users.len(),
@@ -241,8 +289,9 @@ impl Drop for Unsubscribe {
             .get(&self.user)
             .is_some_and(|channel| channel.sender.receiver_count() == 0)
             && let Some(channel) = users.remove(&self.user)
+            && let Some(forwarder) = channel.forwarder
         {
-            channel.forwarder.abort();
+            forwarder.abort();
         }
     }
 }
