@@ -69,6 +69,25 @@ pub struct StorageSettings {
     pub sqlite: SqliteSettings,
     /// Used when `kind = "postgres"`.
     pub postgres: PostgresSettings,
+    /// Gathering concurrent sends into one transaction per database.
+    pub group_commit: GroupCommitSettings,
+}
+
+/// Group commit: concurrent appends share one transaction; each request is answered only
+/// after that transaction commits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCommitSettings {
+    /// `false`: one transaction per message (for comparison).
+    pub enabled: bool,
+    /// Most messages in one transaction.
+    pub max_batch: usize,
+    /// Longest a message waits for others to join its transaction, in microseconds (the
+    /// timer rounds up to whole milliseconds; 0 takes only what is already waiting).
+    pub max_delay_us: u64,
+    /// Writer tasks per PostgreSQL database, so one batch gathers while others commit
+    /// (SQLite always has one writer).
+    pub writers: usize,
 }
 
 /// SQLite durability for acknowledged writes.
@@ -153,6 +172,9 @@ pub struct DeliverySettings {
     pub relay_batch: u32,
     /// How often the relay looks for entries written by other processes.
     pub relay_poll_ms: u64,
+    /// Failed hand-offs after which an outbox entry is set aside (in `outbox_dead_letters`,
+    /// logged and counted) so it cannot hold up the entries behind it.
+    pub relay_max_attempts: u32,
     /// Feed events older than this are pruned; clients behind that far get a resync answer.
     /// 0 keeps no history beyond the next prune (every stale cursor resyncs).
     pub feed_retention_days: u32,
@@ -370,6 +392,14 @@ impl Settings {
         anyhow::ensure!(
             delivery.relay_batch > 0,
             "delivery.relay_batch must be at least 1"
+        );
+        anyhow::ensure!(
+            self.storage.group_commit.max_batch > 0 && self.storage.group_commit.writers > 0,
+            "storage.group_commit.max_batch and storage.group_commit.writers must be at least 1"
+        );
+        anyhow::ensure!(
+            delivery.relay_max_attempts > 0,
+            "delivery.relay_max_attempts must be at least 1"
         );
         anyhow::ensure!(
             delivery.relay_poll_ms >= 10,

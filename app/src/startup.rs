@@ -80,7 +80,10 @@ impl Application {
         } = delivery::build(&settings.delivery, inbox.clone())
             .await
             .context("setting up delivery")?;
-        let relay = Arc::new(Relay::new(outbox, queue, settings.delivery.relay_batch));
+        let relay = Arc::new(
+            Relay::new(outbox, queue, settings.delivery.relay_batch)
+                .with_max_attempts(settings.delivery.relay_max_attempts),
+        );
         let caches = caches::build(&settings.cache, &settings.limits)?;
         let mut accelerators = Vec::new();
         if let Some(nats) = nats.clone() {

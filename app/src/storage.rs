@@ -1,6 +1,6 @@
 //! The storage section of the settings becomes the SQL adapter.
 
-use duet_adapters::sql::{SqlBackend, SqlOptions, SqlStorage};
+use duet_adapters::sql::{GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage};
 
 use crate::config::{SqliteSynchronous, StorageKind, StorageSettings};
 
@@ -42,12 +42,23 @@ pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
     })
 }
 
+/// The group-commit options the settings describe.
+pub fn group_commit(settings: &StorageSettings) -> GroupCommitOptions {
+    let group = &settings.group_commit;
+    GroupCommitOptions {
+        enabled: group.enabled,
+        max_batch: group.max_batch,
+        max_delay: std::time::Duration::from_micros(group.max_delay_us),
+        writers: group.writers,
+    }
+}
+
 /// Connects to the configured database, applying migrations when `migrate` is true.
 ///
 /// # Errors
 /// When the database cannot be reached or a migration fails; the pools are closed then.
 pub async fn connect(settings: &StorageSettings, migrate: bool) -> anyhow::Result<SqlStorage> {
-    let storage = SqlStorage::connect(sql_options(settings)?).await?;
+    let storage = SqlStorage::connect_with(sql_options(settings)?, group_commit(settings)).await?;
     if migrate && let Err(err) = storage.migrate().await {
         storage.close().await;
         return Err(err.context("applying migrations"));
