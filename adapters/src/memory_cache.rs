@@ -143,6 +143,9 @@ impl SendLimiter for MemorySendLimiter {
     }
 }
 
+/// Users whose last-seen time the in-process presence keeps before forgetting the oldest.
+const MAX_REMEMBERED_USERS: usize = 100_000;
+
 /// Who is connected to this process, the only one in the `small` profile.
 #[derive(Default)]
 pub struct MemoryPresence {
@@ -161,6 +164,14 @@ impl MemoryPresence {
 
     fn touch(&self, user: UserId, change: impl FnOnce(u32) -> u32) {
         let mut users = lock(&self.users);
+        if users.len() >= MAX_REMEMBERED_USERS && !users.contains_key(&user) {
+            // Bounded memory: forget the last-seen time of those offline longest.
+            let cutoff = Utc::now() - chrono::Duration::hours(24);
+            users.retain(|_, seen| seen.devices > 0 || seen.at > cutoff);
+            if users.len() >= MAX_REMEMBERED_USERS {
+                users.retain(|_, seen| seen.devices > 0);
+            }
+        }
         let seen = users.entry(user).or_insert(Seen {
             devices: 0,
             at: Utc::now(),

@@ -1,10 +1,13 @@
 //! Presence: who is online, told to the people they talk to and nobody else.
 //!
 //! A device that opens the event stream marks its user connected, beats while it stays, and
-//! marks them disconnected when it goes. Each change is announced on the droppable live lane
-//! to the user's most recent conversation peers; any member can also ask for the status of
-//! their peer in a conversation. A user's presence is never shown to someone who does not
-//! share a conversation with them.
+//! marks them disconnected when it goes. When that turns the user online or offline, the
+//! change is announced on the droppable live lane to the peers of the user's most recent
+//! conversations; a member can also ask for the status of their peer in a conversation.
+//!
+//! Presence is shown only to people the user talks to: a conversation discloses a user's
+//! presence to their peer once the user has taken part in it (sent or read a message), so
+//! opening a conversation with someone's handle reveals nothing about them.
 
 use std::sync::Arc;
 
@@ -17,6 +20,11 @@ use crate::inbox::InboxStore;
 
 /// How many of a user's most recent conversations hear about their presence changes.
 pub const ANNOUNCE_TO_PEERS: u32 = 200;
+
+/// A user's presence changed and their peers should hear it: [`PresenceService::announce`].
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Announcement(Caller);
 
 pub struct PresenceService {
     presence: Arc<dyn Presence>,
@@ -40,10 +48,12 @@ impl PresenceService {
         }
     }
 
-    /// A device of the caller connected: they are online, and their peers hear it.
-    pub async fn connected(&self, caller: Caller) {
+    /// A device of the caller connected. Returns the announcement to make when this turned
+    /// them online (their first device); the caller runs it off the request path.
+    pub async fn connected(&self, caller: Caller) -> Option<Announcement> {
+        let was_online = self.is_online(caller).await;
         self.presence.connected(caller.user_id).await;
-        self.announce(caller).await;
+        (!was_online).then_some(Announcement(caller))
     }
 
     /// The caller's device is still connected.
@@ -51,11 +61,19 @@ impl PresenceService {
         self.presence.heartbeat(caller.user_id).await;
     }
 
-    /// A device of the caller went away; if it was their last, their peers hear they are
-    /// offline.
-    pub async fn disconnected(&self, caller: Caller) {
+    /// A device of the caller went away. Returns the announcement to make when it was their
+    /// last (they are offline now).
+    pub async fn disconnected(&self, caller: Caller) -> Option<Announcement> {
         self.presence.disconnected(caller.user_id).await;
-        self.announce(caller).await;
+        (!self.is_online(caller).await).then_some(Announcement(caller))
+    }
+
+    async fn is_online(&self, caller: Caller) -> bool {
+        self.presence
+            .status(&[caller.user_id])
+            .await
+            .first()
+            .is_some_and(|status| status.online)
     }
 
     /// The presence of the caller's peer in conversation `id`.
@@ -73,17 +91,22 @@ impl PresenceService {
             .await?
             .ok_or(ConversationError::NotFound)?;
         let peer = conversation.peer_of(caller.user_id);
-        let status = self.presence.status(&[peer]).await;
-        Ok(status.into_iter().next().unwrap_or(PresenceStatus {
+        let undisclosed = PresenceStatus {
             user_id: peer,
             online: false,
             last_seen: None,
-        }))
+        };
+        if conversation.read_seq_of(peer) == 0 {
+            // The peer has not taken part yet: their presence is theirs to keep.
+            return Ok(undisclosed);
+        }
+        let status = self.presence.status(&[peer]).await;
+        Ok(status.into_iter().next().unwrap_or(undisclosed))
     }
 
-    /// Sends the caller's current status to their most recent peers. Best effort: a
-    /// failure to list them costs only the announcement.
-    async fn announce(&self, caller: Caller) {
+    /// Sends the user's current status to the peers of the conversations they took part in
+    /// (most recent first). Best effort: a failure to list them costs only the announcement.
+    pub async fn announce(&self, Announcement(caller): Announcement) {
         let Some(status) = self
             .presence
             .status(&[caller.user_id])
@@ -109,8 +132,7 @@ impl PresenceService {
             online: status.online,
             last_seen: status.last_seen,
         });
-        tracing::debug!(user = %caller.user_id, online = status.online, peers = entries.len(), "announcing presence");
-        for entry in entries {
+        for entry in entries.iter().filter(|entry| entry.read_seq > 0) {
             self.live.publish(entry.peer_id, event.clone()).await;
         }
     }

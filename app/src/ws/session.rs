@@ -11,6 +11,7 @@ use duet_domain::ConversationId;
 use duet_domain::accounts::{Caller, SessionToken};
 use duet_domain::events::{Ephemeral, LiveEvent, LiveItem};
 use duet_domain::inbox::Replay;
+use duet_domain::presence::Announcement;
 use futures::StreamExt;
 use futures::stream::SplitStream;
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
@@ -66,10 +67,21 @@ pub async fn run(
         last_sent: 0,
         wants_presence: options.presence,
     };
-    session.state.presence.connected(caller).await;
+    if let Some(announcement) = session.state.presence.connected(caller).await {
+        announce(&session.state, announcement);
+    }
     let _ = session.serve(inbound, options.since).await;
-    session.state.presence.disconnected(caller).await;
+    if let Some(announcement) = session.state.presence.disconnected(caller).await {
+        announce(&session.state, announcement);
+    }
     tracing::debug!(user = %caller.user_id, "event stream closed");
+}
+
+/// Tells the user's peers of a presence change, off the stream's path (it reads their list
+/// and publishes to each).
+fn announce(state: &Arc<AppState>, announcement: Announcement) {
+    let state = Arc::clone(state);
+    tokio::spawn(async move { state.presence.announce(announcement).await });
 }
 
 /// An authenticated connection.

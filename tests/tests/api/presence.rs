@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestUser, WsClient, spawn_app};
+use crate::helpers::{TestApp, TestUser, WsClient, eventually, spawn_app};
 
 async fn presence_stream(app: &TestApp, user: &TestUser) -> WsClient {
     let mut ws = app
@@ -17,11 +17,13 @@ async fn presence_stream(app: &TestApp, user: &TestUser) -> WsClient {
     ws
 }
 
-/// Alice and Bob with a conversation in both their lists (Bob's entry comes with the first
-/// message): presence changes go to the people in one's list.
+/// Alice and Bob, both taking part in their conversation (Alice sent, Bob read): only then
+/// does it disclose each one's presence to the other.
 async fn talking_pair(app: &TestApp) -> (TestUser, TestUser, String) {
     let (alice, bob, id) = app.alice_and_bob().await;
     app.send(&alice, &id, "hi").await;
+    app.delivered(&bob, &id, 1).await;
+    app.mark_read(&bob, &id, 1).await.expect(StatusCode::OK);
     app.delivered(&bob, &id, 1).await;
     (alice, bob, id)
 }
@@ -82,6 +84,41 @@ async fn presence_reaches_only_peers_and_only_streams_that_asked() {
         .await;
     alice_plain.assert_nothing_pending(Duration::ZERO).await;
     assert_eq!(peer_presence(&app, &alice, &id).await["online"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_a_conversation_with_a_handle_reveals_nothing_of_its_presence() {
+    let app = spawn_app().await;
+    let (alice, bob, with_alice) = talking_pair(&app).await;
+    let [mallory] = app.register_users(["mallory"]).await;
+    let with_mallory = app.open_conversation(&mallory, &bob).await;
+    app.send(&mallory, &with_mallory, "hello?").await;
+    app.delivered(&bob, &with_mallory, 1).await;
+    let mut mallory_ws = presence_stream(&app, &mallory).await;
+
+    // Bob comes online: Alice, whom he talks to, sees it; Mallory, whom he never answered,
+    // learns nothing, live or asking.
+    let _bob_ws = app.ws_connect(&bob, None).await;
+    eventually("Alice to see Bob online", || async {
+        (peer_presence(&app, &alice, &with_alice).await["online"] == true).then_some(())
+    })
+    .await;
+    let hidden = peer_presence(&app, &mallory, &with_mallory).await;
+    assert_eq!(hidden["user_id"], bob.id.as_str());
+    assert_eq!(hidden["online"], false);
+    assert_eq!(hidden["last_seen"], Value::Null);
+    mallory_ws
+        .assert_nothing_pending(Duration::from_millis(300))
+        .await;
+
+    // Once Bob reads Mallory's message he has taken part: she may see him.
+    app.mark_read(&bob, &with_mallory, 1)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        peer_presence(&app, &mallory, &with_mallory).await["online"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
