@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use duet::{Application, Profile, Settings, bench, capacity, storage, telemetry};
 
+/// mimalloc rather than glibc's malloc: each argon2 hash allocates ~19 MiB, and glibc's
+/// adaptive mmap threshold then keeps such blocks on its heaps. Measured with 50 concurrent
+/// registrations: RSS 862 MiB with glibc, a few tens of MiB with a fixed threshold.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Duet, a one-to-one messaging server.
 #[derive(Debug, Parser)]
 #[command(name = "duet", version)]

@@ -2,6 +2,8 @@
 # `duet bench` against a release server per storage profile, with the raw-insert baseline on
 # the same database: closed loop, then open loop at a fixed rate.
 # Usage: scripts/bench/duet-bench.sh [connections=32] [duration=10s] [rate=1000] [profiles="sqlite-full sqlite-normal postgres"]
+# Extra server settings go in DUET_BENCH_ENV (space-separated KEY=VALUE), e.g. group commit off:
+#   DUET_BENCH_ENV="DUET__STORAGE__GROUP_COMMIT__ENABLED=false" scripts/bench/duet-bench.sh
 # Needs curl; PostgreSQL on 127.0.0.1:5432 (trust auth) for the postgres profile.
 # Bounded in time; stops the servers it starts; drops its database; JSON reports in $DUET_BENCH_OUT (default a temp dir).
 set -euo pipefail
@@ -31,6 +33,9 @@ trap cleanup EXIT
 echo "commit: $(cd "$root" && git log -1 --oneline)"
 for profile in $profiles; do
   env=(DUET__SERVER__PORT=$port DUET__AUTH__ATTEMPTS_PER_MINUTE=100000 DUET__TELEMETRY__LOG_LEVEL=warn)
+  # Extra server settings, e.g. DUET_BENCH_ENV="DUET__STORAGE__GROUP_COMMIT__ENABLED=false".
+  read -r -a extra <<<"${DUET_BENCH_ENV:-}"
+  env+=("${extra[@]}")
   # Lift the per-user send limit where this build has one (an unknown section is refused).
   if grep -q '^\[limits\]' "$root/config/default.toml"; then
     env+=(DUET__LIMITS__SENDS_PER_SECOND=1000000 DUET__LIMITS__SEND_BURST=1000000)
