@@ -21,9 +21,10 @@ RUN set -eux; \
         : > "$crate/src/lib.rs"; \
     done; \
     echo 'fn main() {}' > app/src/main.rs; \
-    mkdir -p tests/tests/api tests/tests/replica; \
+    mkdir -p tests/tests/api tests/tests/replica tests/tests/cluster; \
     : > tests/tests/api/main.rs; \
     : > tests/tests/replica/main.rs; \
+    : > tests/tests/cluster/main.rs; \
     cargo build --release --locked -p duet; \
     rm -rf domain adapters migrations app tests
 
