@@ -395,7 +395,8 @@ impl Shared {
                 () = shutdown.cancelled() => return None,
                 permit = permits.acquire() => permit.ok()?,
             };
-            let outcome = AssertUnwindSafe(self.handler.handle(&event))
+            // As a batch of one: both members' inbox rows in one transaction per user shard.
+            let outcome = AssertUnwindSafe(self.handler.handle_batch(std::slice::from_ref(&event)))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {

@@ -24,7 +24,13 @@ async fn talking_pair(app: &TestApp) -> (TestUser, TestUser, String) {
     app.send(&alice, &id, "hi").await;
     app.delivered(&bob, &id, 1).await;
     app.mark_read(&bob, &id, 1).await.expect(StatusCode::OK);
-    app.delivered(&bob, &id, 1).await;
+    // Alice's feed has the receipt before any stream of hers opens: it would replay nothing
+    // but could arrive live, between the frames a test expects.
+    eventually("the receipt to reach Alice's feed", || async {
+        let alices = app.sync(&alice, 0).await["changes"][0]["peer_read_seq"].clone();
+        (alices == 1).then_some(())
+    })
+    .await;
     (alice, bob, id)
 }
 
@@ -94,6 +100,7 @@ async fn opening_a_conversation_with_a_handle_reveals_nothing_of_its_presence() 
     let with_mallory = app.open_conversation(&mallory, &bob).await;
     app.send(&mallory, &with_mallory, "hello?").await;
     app.delivered(&bob, &with_mallory, 1).await;
+    app.delivered(&mallory, &with_mallory, 1).await;
     let mut mallory_ws = presence_stream(&app, &mallory).await;
 
     // Bob comes online: Alice, whom he talks to, sees it; Mallory, whom he never answered,

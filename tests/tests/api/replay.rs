@@ -227,7 +227,9 @@ async fn a_replay_longer_than_one_page_is_complete() {
         task.await.expect("a sender does not panic");
     }
     let total = (TASKS * PER_TASK) as i64;
-    let cursor = app.delivered(&bob, &id, total).await;
+    let cursor = app
+        .delivered_within(std::time::Duration::from_secs(60), &bob, &id, total)
+        .await;
 
     let mut ws = app.ws_connect(&bob, Some(0)).await;
     let (replay, ready) = ws.until_ready().await;

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{PASSWORD, Reply, TestApp, TestUser, eventually};
+use super::{EVENTUALLY, PASSWORD, Reply, TestApp, TestUser, eventually_within};
 
 impl TestApp {
     // ---- accounts ----
@@ -186,7 +186,20 @@ impl TestApp {
 
     /// Waits until `user`'s inbox shows `last_seq` for the conversation: delivery has run.
     pub async fn delivered(&self, user: &TestUser, conversation: &str, last_seq: i64) -> i64 {
-        eventually("delivery to reach the inbox", || async {
+        self.delivered_within(EVENTUALLY, user, conversation, last_seq)
+            .await
+    }
+
+    /// As [`Self::delivered`], waiting up to `limit` (a backlog of one conversation is
+    /// delivered one event at a time with NATS).
+    pub async fn delivered_within(
+        &self,
+        limit: std::time::Duration,
+        user: &TestUser,
+        conversation: &str,
+        last_seq: i64,
+    ) -> i64 {
+        eventually_within(limit, "delivery to reach the inbox", || async {
             let page = self.sync(user, 0).await;
             let found = page["changes"]
                 .as_array()
