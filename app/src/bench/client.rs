@@ -133,50 +133,40 @@ impl Client {
         client_msg_id: &str,
         body: &str,
     ) -> Result<(), String> {
-        let url = self
-            .url(&format!("/v1/conversations/{conversation_id}/messages"))
-            .map_err(|_| "bad url".to_owned())?;
-        let response = self
+        let url = self.messages_url(conversation_id)?;
+        let request = self
             .http
             .post(url)
             .bearer_auth(token)
-            .json(&json!({"client_msg_id": client_msg_id, "body": body}))
-            .send()
-            .await
-            .map_err(|e| error_kind(&e))?;
-        let status = response.status();
-        // Read the body to the end so the connection goes back to the pool.
-        let read = response.bytes().await;
-        if !status.is_success() {
-            return Err(format!("http {}", status.as_u16()));
-        }
-        read.map(|_| ()).map_err(|e| error_kind(&e))
+            .json(&json!({"client_msg_id": client_msg_id, "body": body}));
+        finish(request).await
     }
-}
 
-impl Client {
     /// Reads the newest page of a conversation's history.
     ///
     /// # Errors
     /// How it failed, as a report key, as for [`Client::send`].
     pub async fn latest_page(&self, token: &str, conversation_id: &str) -> Result<(), String> {
-        let url = self
-            .url(&format!("/v1/conversations/{conversation_id}/messages"))
-            .map_err(|_| "bad url".to_owned())?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| error_kind(&e))?;
-        let status = response.status();
-        let read = response.bytes().await;
-        if !status.is_success() {
-            return Err(format!("http {}", status.as_u16()));
-        }
-        read.map(|_| ()).map_err(|e| error_kind(&e))
+        let url = self.messages_url(conversation_id)?;
+        finish(self.http.get(url).bearer_auth(token)).await
     }
+
+    fn messages_url(&self, conversation_id: &str) -> Result<Url, String> {
+        self.url(&format!("/v1/conversations/{conversation_id}/messages"))
+            .map_err(|_| "bad url".to_owned())
+    }
+}
+
+/// Sends `request` and reads its body to the end (so the connection goes back to the pool);
+/// a non-2xx status or a transport failure comes back as a report key.
+async fn finish(request: reqwest::RequestBuilder) -> Result<(), String> {
+    let response = request.send().await.map_err(|e| error_kind(&e))?;
+    let status = response.status();
+    let read = response.bytes().await;
+    if !status.is_success() {
+        return Err(format!("http {}", status.as_u16()));
+    }
+    read.map(|_| ()).map_err(|e| error_kind(&e))
 }
 
 /// A transport failure as a report key.
