@@ -6,6 +6,7 @@
 //! - [`crypto`]: argon2id password hashing and session tokens.
 
 pub mod crypto;
+mod live_stream;
 pub mod memory;
 pub mod memory_cache;
 pub mod nats;

@@ -1,5 +1,6 @@
 //! The in-process event queue and live bus of the `small` profile.
 
+use crate::live_stream::GuardedStream;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -41,23 +42,6 @@ pub struct MemoryLiveBus {
 
 type Channels = Mutex<HashMap<UserId, broadcast::Sender<LiveEvent>>>;
 
-/// A user's live events; its fields drop in order: the receiver first, then the guard.
-struct Subscription {
-    events: BoxStream<'static, LiveItem>,
-    _unsubscribe: Unsubscribe,
-}
-
-impl futures::Stream for Subscription {
-    type Item = LiveItem;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<LiveItem>> {
-        self.events.poll_next_unpin(cx)
-    }
-}
-
 /// Dropped with a subscription's stream: forgets the user's channel once nobody listens, so
 /// the map holds only connected users.
 struct Unsubscribe {
@@ -68,7 +52,7 @@ struct Unsubscribe {
 impl Drop for Unsubscribe {
     fn drop(&mut self) {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        // This subscription's receiver is already gone (see `Subscription`); new subscribers
+        // This subscription's receiver is already gone (see `GuardedStream`); new subscribers
         // take the lock first, so none can slip in between the count and the removal.
         if channels
             .get(&self.user)
@@ -121,11 +105,7 @@ impl LiveBus for MemoryLiveBus {
                 Err(BroadcastStreamRecvError::Lagged(_)) => LiveItem::Lagged,
             })
             .boxed();
-        Subscription {
-            events,
-            _unsubscribe: unsubscribe,
-        }
-        .boxed()
+        GuardedStream::new(events, unsubscribe).boxed()
     }
 }
 

@@ -1,5 +1,6 @@
 //! Live fan-out over core NATS: at most once, never stored.
 
+use crate::live_stream::GuardedStream;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -194,14 +195,11 @@ impl LiveBus for NatsLiveBus {
                 Err(BroadcastStreamRecvError::Lagged(_)) => LiveItem::Lagged,
             })
             .boxed();
-        Subscription {
-            items,
-            _unsubscribe: Unsubscribe {
-                users: Arc::clone(&self.users),
-                user,
-            },
-        }
-        .boxed()
+        let unsubscribe = Unsubscribe {
+            users: Arc::clone(&self.users),
+            user,
+        };
+        GuardedStream::new(items, unsubscribe).boxed()
     }
 }
 
@@ -255,23 +253,6 @@ fn lock(users: &Users) -> MutexGuard<'_, HashMap<UserId, UserChannel>> {
     users
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A device's live items; its fields drop in order: the receiver first, then the guard.
-struct Subscription {
-    items: BoxStream<'static, LiveItem>,
-    _unsubscribe: Unsubscribe,
-}
-
-impl futures::Stream for Subscription {
-    type Item = LiveItem;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<LiveItem>> {
-        self.items.poll_next_unpin(cx)
-    }
 }
 
 /// Dropped with a device's stream: the user's last local device takes the NATS

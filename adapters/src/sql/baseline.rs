@@ -295,24 +295,10 @@ fn connect_options(target: &BaselineTarget, writers: u32) -> ConnectOptions {
             path,
             synchronous_full,
         } => {
-            // `mode=rw`: the server's file must exist; a typo should fail, not create one.
-            let mut opts = ConnectOptions::new(format!("sqlite://{}?mode=rw", path.display()));
-            let synchronous_full = *synchronous_full;
-            opts.max_connections(1)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .sqlx_logging(false)
-                .map_sqlx_sqlite_opts(move |o| {
-                    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                    o.journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(if synchronous_full {
-                            SqliteSynchronous::Full
-                        } else {
-                            SqliteSynchronous::Normal
-                        })
-                        .busy_timeout(Duration::from_secs(10))
-                });
-            opts
+            // Opened as the server opens its writer. `mode=rw`: the server's file must exist;
+            // a typo should fail, not create one.
+            let url = format!("sqlite://{}?mode=rw", path.display());
+            super::router::sqlite_options(&url, 1, *synchronous_full)
         }
     }
 }

@@ -278,6 +278,33 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// How every SQLite connection is opened (the server's and the bench baseline's): WAL,
+/// `synchronous` FULL or NORMAL, a busy timeout, foreign keys, the statement cache.
+pub(crate) fn sqlite_options(
+    url: &str,
+    connections: u32,
+    synchronous_full: bool,
+) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(move |o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(if synchronous_full {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .statement_cache_capacity(STATEMENT_CACHE)
+        });
+    opts
+}
+
 async fn connect_sqlite(
     path: &std::path::Path,
     synchronous_full: bool,
@@ -287,26 +314,7 @@ async fn connect_sqlite(
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let url = format!("sqlite://{}?mode=rwc", path.display());
-    let open = |connections: u32| {
-        let mut opts = ConnectOptions::new(url.clone());
-        opts.max_connections(connections)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(move |o| {
-                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                o.journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(if synchronous_full {
-                        SqliteSynchronous::Full
-                    } else {
-                        SqliteSynchronous::Normal
-                    })
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-                    .statement_cache_capacity(STATEMENT_CACHE)
-            });
-        opts
-    };
+    let open = |connections: u32| sqlite_options(&url, connections, synchronous_full);
     let writer = Database::connect(open(1))
         .await
         .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
