@@ -70,6 +70,11 @@ where
     if !nats_reachable().await {
         return;
     }
+    // `RUST_LOG=duet_adapters=debug` shows what the adapters did when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let nats = Nats::connect(options.clone())
         .await
         .expect("connect to NATS");

@@ -125,6 +125,9 @@ pub struct Nats {
     options: Arc<NatsOptions>,
     /// Counts (re)connections; live subscribers lagged whenever it moves.
     connects: watch::Receiver<u64>,
+    /// Counts the times the stream was set up again after it was found missing; delivery
+    /// sessions bound to the lost stream start over when it moves (see [`Nats::ensure_stream`]).
+    stream_setups: Arc<watch::Sender<u64>>,
 }
 
 impl Nats {
@@ -170,8 +173,9 @@ impl Nats {
             jetstream,
             options: Arc::new(options),
             connects,
+            stream_setups: Arc::new(watch::channel(0u64).0),
         };
-        match nats.ensure_stream().await {
+        match nats.set_up_stream().await {
             Ok(()) => {}
             Err(StoreError::Unavailable(err)) => {
                 tracing::warn!(error = %err, "NATS unavailable at start; the stream is set up once it is back");
@@ -206,6 +210,25 @@ impl Nats {
         self.connects.clone()
     }
 
+    /// Changes each time the stream was set up again by [`Nats::ensure_stream`].
+    pub(super) fn stream_setups(&self) -> watch::Receiver<u64> {
+        self.stream_setups.subscribe()
+    }
+
+    /// Sets the stream up again after it was found missing (NATS restarted without its store,
+    /// or someone deleted it), and tells this process's delivery sessions to bind to it anew:
+    /// the server tells a pull request that its consumer was deleted only sometimes (2.9
+    /// notifies some requests and not others), and otherwise a session would wait for two
+    /// missed heartbeats.
+    ///
+    /// # Errors
+    /// As [`Nats::set_up_stream`].
+    pub async fn ensure_stream(&self) -> Result<(), StoreError> {
+        self.set_up_stream().await?;
+        self.stream_setups.send_modify(|count| *count += 1);
+        Ok(())
+    }
+
     /// Creates the stream, or brings an existing one to this configuration.
     ///
     /// Work-queue retention removes an event once the consumer acked it, so the stream holds
@@ -214,7 +237,7 @@ impl Nats {
     /// # Errors
     /// `Unavailable` when NATS cannot be reached in time; `Unexpected` when the server rejects
     /// the configuration.
-    pub async fn ensure_stream(&self) -> Result<(), StoreError> {
+    async fn set_up_stream(&self) -> Result<(), StoreError> {
         use async_nats::jetstream::context::CreateStreamErrorKind as Kind;
         let config = stream::Config {
             name: self.options.stream.clone(),

@@ -43,8 +43,9 @@ const PULL_BATCH: usize = 1;
 /// this long per process...
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// ...plus one idle heartbeat per this long, which tells a loop its consumer is gone (NATS
-/// restarted without its store) within two of them.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(10);
+/// restarted without its store, or the stream deleted) within two of them, when nothing else
+/// did.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a process looks for events published before the partitions existed.
 const SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
@@ -159,6 +160,8 @@ impl Shared {
         shutdown: &CancellationToken,
     ) -> Result<(), StoreError> {
         let consumer = self.consumer(partition).await?;
+        // Set up again since (by any loop or the queue): this consumer may be on the lost one.
+        let mut stream_setups = self.nats.stream_setups();
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(PULL_BATCH)
@@ -171,6 +174,9 @@ impl Shared {
             let next = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
+                _ = stream_setups.changed() => {
+                    return Err(unavailable(anyhow!("the stream was set up again")));
+                }
                 next = messages.next() => next,
             };
             match next {
