@@ -286,21 +286,36 @@ async fn a_client_id_twice_in_one_batch(storages: Vec<SqlStorage>) {
     assert_eq!(outbox_messages(storage).await.len(), 2);
 }
 
+/// A conversation that does not exist, and one the sender is not in, fail only their own
+/// appends and write nothing.
 async fn a_missing_conversation_in_a_batch(storages: Vec<SqlStorage>) {
     let storage = &storages[0];
-    let (a, b) = (user(storage).await, user(storage).await);
+    let (a, b, stranger) = (
+        user(storage).await,
+        user(storage).await,
+        user(storage).await,
+    );
     let id = conversation(storage, a, b).await;
     let nowhere = ConversationId::between(a, UserId::generate());
     let answers = join_all([
         storage.append(new_message(nowhere, a, "lost")),
+        storage.append(new_message(id, stranger, "intruding")),
         storage.append(new_message(id, a, "kept")),
     ])
     .await;
     let mut answers = answers.into_iter();
     assert_eq!(answers.next().map(|r| r.expect("no error")), Some(None));
-    let kept = created(answers.next().expect("two answers").expect("no error"));
+    assert_eq!(answers.next().map(|r| r.expect("no error")), Some(None));
+    let kept = created(answers.next().expect("three answers").expect("no error"));
     assert_eq!(kept.seq, 1);
-    assert_eq!(all_messages(storage, id).await, vec![kept]);
+    assert_eq!(all_messages(storage, id).await, vec![kept.clone()]);
+    assert_eq!(
+        outbox_messages(storage)
+            .await
+            .into_values()
+            .collect::<Vec<_>>(),
+        vec![kept]
+    );
 }
 
 async fn many_concurrent_appends(storages: Vec<SqlStorage>) {
@@ -497,6 +512,15 @@ async fn sqlite_a_missing_conversation_fails_only_its_own_append() {
 #[tokio::test]
 async fn postgres_a_missing_conversation_fails_only_its_own_append() {
     on_postgres(wide_batches(), 1, a_missing_conversation_in_a_batch).await;
+}
+
+#[tokio::test]
+async fn sqlite_without_group_commit_a_missing_conversation_fails_only_its_own_append() {
+    let off = GroupCommitOptions {
+        enabled: false,
+        ..GroupCommitOptions::default()
+    };
+    on_sqlite(off, a_missing_conversation_in_a_batch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

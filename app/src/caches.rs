@@ -4,7 +4,10 @@
 //! - `none`: every read goes to the database; presence and the send limit are per process.
 //! - `memory`: the latest page of each conversation is cached in process too (safe with any
 //!   number of processes: a cached page is used only when it reaches the conversation's
-//!   `last_seq` read from the database). Sessions are not cached in process.
+//!   `last_seq` read from the database). Sessions are cached in process only when this
+//!   process is the only one that can revoke them (SQLite: one process per database file);
+//!   with PostgreSQL several processes may share the sessions, and a log-out on one must
+//!   hold on all at once, which only Redis gives.
 //! - `redis`: sessions, history pages, presence and the send limit live in Redis, shared by
 //!   every process; when Redis is down or slow everything falls back to the database.
 
@@ -12,7 +15,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet_adapters::memory_cache::{MemoryHistoryCache, MemoryPresence, MemorySendLimiter};
+use duet_adapters::memory_cache::{
+    MemoryHistoryCache, MemoryPresence, MemorySendLimiter, MemorySessionCache,
+};
 use duet_adapters::redis::{
     RedisCache, RedisHistoryCache, RedisOptions, RedisPresence, RedisSendLimiter, RedisSessionCache,
 };
@@ -60,17 +65,24 @@ pub fn send_quota(limits: &LimitSettings) -> Option<SendQuota> {
     })
 }
 
-/// Builds what the settings ask for.
+/// Builds what the settings ask for. `sole_revoker` says whether this process is the only
+/// one that can revoke a session (SQLite storage); only then may `memory` cache sessions.
 ///
 /// # Errors
 /// A malformed Redis URL (Redis being down is not an error: it is optional).
-pub fn build(settings: &CacheSettings, limits: &LimitSettings) -> anyhow::Result<CacheStack> {
+pub fn build(
+    settings: &CacheSettings,
+    limits: &LimitSettings,
+    sole_revoker: bool,
+) -> anyhow::Result<CacheStack> {
     let quota = send_quota(limits);
     let presence_ttl = Duration::from_secs(settings.presence_ttl_secs.max(1));
+    let session_ttl = Duration::from_secs(settings.session_ttl_secs.max(1));
     let history_messages = u32::try_from(settings.history_messages).unwrap_or(u32::MAX);
     match settings.kind {
         CacheKind::None | CacheKind::Memory => Ok(CacheStack {
-            sessions: None,
+            sessions: (settings.kind == CacheKind::Memory && sole_revoker)
+                .then(|| Arc::new(MemorySessionCache::new(session_ttl)) as Arc<dyn SessionCache>),
             history: (settings.kind == CacheKind::Memory).then(|| {
                 Arc::new(MemoryHistoryCache::new(
                     history_messages,
@@ -85,7 +97,6 @@ pub fn build(settings: &CacheSettings, limits: &LimitSettings) -> anyhow::Result
         CacheKind::Redis => {
             let redis = RedisCache::connect(&redis_options(settings))
                 .map_err(|err| anyhow::anyhow!("cache.redis: {err}"))?;
-            let session_ttl = Duration::from_secs(settings.session_ttl_secs.max(1));
             Ok(CacheStack {
                 sessions: Some(Arc::new(RedisSessionCache::new(redis.clone(), session_ttl))),
                 history: Some(Arc::new(RedisHistoryCache::new(

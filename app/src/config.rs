@@ -214,7 +214,8 @@ pub struct NatsSettings {
 pub enum CacheKind {
     /// No cache: every read goes to the database.
     None,
-    /// In-process history cache and presence: one process only.
+    /// In process: history pages, presence, the send limit, and sessions with SQLite (the
+    /// one process that can revoke them).
     Memory,
     /// Redis, shared by every process: sessions, history pages, presence, send limits.
     Redis,

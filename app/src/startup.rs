@@ -84,7 +84,9 @@ impl Application {
             Relay::new(outbox, queue, settings.delivery.relay_batch)
                 .with_max_attempts(settings.delivery.relay_max_attempts),
         );
-        let caches = caches::build(&settings.cache, &settings.limits)?;
+        // Only with SQLite is this process the one that can revoke a session.
+        let sole_revoker = settings.storage.kind == crate::config::StorageKind::Sqlite;
+        let caches = caches::build(&settings.cache, &settings.limits, sole_revoker)?;
         let mut accelerators = Vec::new();
         if let Some(nats) = nats.clone() {
             accelerators.push(Accelerator {

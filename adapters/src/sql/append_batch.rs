@@ -14,13 +14,13 @@ use duet_domain::conversations::{Message, NewMessage};
 use duet_domain::events::DurableEvent;
 use duet_domain::inbox::FeedEventBody;
 use duet_domain::{StoreError, UserId};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    QueryFilter, QueryOrder, QuerySelect, Value,
 };
 use uuid::Uuid;
 
+use super::bulk::{chunk_len, update_by_key};
 use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
@@ -30,7 +30,7 @@ use super::errors::{from_db, from_json};
 pub(super) enum Answer {
     Created(Message),
     Replayed(Message),
-    /// The conversation does not exist.
+    /// The conversation does not exist, or the sender is not in it.
     Missing,
 }
 
@@ -41,11 +41,6 @@ pub(super) enum BatchFailure {
     /// `COMMIT` itself failed: whether it took effect is unknown.
     Commit(StoreError),
 }
-
-/// Rows per multi-row INSERT: a power of two at most this, so a handful of statement shapes
-/// cover every batch size and stay in the prepared-statement cache (7 binds per message row,
-/// far below SQLite's and PostgreSQL's limits).
-const MAX_ROWS_PER_INSERT: usize = 256;
 
 /// The idempotency key of a message.
 type ClientKey = (Uuid, Uuid, String);
@@ -84,9 +79,10 @@ struct Counter {
     members: [UserId; 2],
     loaded_seq: i64,
     last_seq: i64,
-    lo_read: Option<i64>,
-    hi_read: Option<i64>,
-    updated_at: Option<DateTime<Utc>>,
+    /// The members' read positions (each moves to the seq of their own latest message).
+    lo_read: i64,
+    hi_read: i64,
+    updated_at: DateTime<Utc>,
 }
 
 async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<Answer>, StoreError> {
@@ -104,9 +100,9 @@ async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<An
                 members: [UserId(row.user_lo), UserId(row.user_hi)],
                 loaded_seq: row.last_seq,
                 last_seq: row.last_seq,
-                lo_read: None,
-                hi_read: None,
-                updated_at: None,
+                lo_read: row.lo_read_seq,
+                hi_read: row.hi_read_seq,
+                updated_at: row.updated_at,
             };
             (row.id, counter)
         })
@@ -116,22 +112,26 @@ async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<An
     let mut answers = Vec::with_capacity(batch.len());
     let mut created = Vec::new();
     for new in batch {
+        // A conversation the sender is not in is answered as if there were none.
+        let Some(counter) = counters
+            .get_mut(&new.conversation_id.0)
+            .filter(|counter| counter.members.contains(&new.sender_id))
+        else {
+            answers.push(Answer::Missing);
+            continue;
+        };
         let key = client_key(new);
         if let Some(original) = known.get(&key) {
             answers.push(Answer::Replayed(original.clone()));
             continue;
         }
-        let Some(counter) = counters.get_mut(&new.conversation_id.0) else {
-            answers.push(Answer::Missing);
-            continue;
-        };
         counter.last_seq += 1;
         if counter.members[0] == new.sender_id {
-            counter.lo_read = Some(counter.last_seq);
+            counter.lo_read = counter.last_seq;
         } else {
-            counter.hi_read = Some(counter.last_seq);
+            counter.hi_read = counter.last_seq;
         }
-        counter.updated_at = Some(new.created_at);
+        counter.updated_at = new.created_at;
         let message = Message {
             id: new.id,
             conversation_id: new.conversation_id,
@@ -154,11 +154,7 @@ async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<An
         created.push((message, event));
     }
 
-    for (id, counter) in &counters {
-        if counter.last_seq != counter.loaded_seq {
-            move_counter(txn, *id, counter).await?;
-        }
-    }
+    move_counters(txn, &counters).await?;
     insert_messages(txn, &created).await?;
     Ok(answers)
 }
@@ -205,34 +201,52 @@ async fn stored_duplicates(
         .collect())
 }
 
-/// Writes a conversation's new last seq and read positions. The row is locked, so the
-/// `last_seq` guard can only fail if that assumption is broken; then the batch fails
-/// rather than hand out a seq twice.
-async fn move_counter(
+/// Writes the moved conversations' new last seq, read positions and time, in one statement
+/// (per chunk). The rows are locked, so the `last_seq` guard can only fail if that
+/// assumption is broken; then the batch fails rather than hand out a seq twice.
+async fn move_counters(
     txn: &DatabaseTransaction,
-    id: Uuid,
-    counter: &Counter,
+    counters: &HashMap<Uuid, Counter>,
 ) -> Result<(), StoreError> {
-    let mut update = conversations::Entity::update_many()
-        .col_expr(
-            conversations::Column::LastSeq,
-            Expr::value(counter.last_seq),
-        )
-        .filter(conversations::Column::Id.eq(id))
-        .filter(conversations::Column::LastSeq.eq(counter.loaded_seq));
-    if let Some(seq) = counter.lo_read {
-        update = update.col_expr(conversations::Column::LoReadSeq, Expr::value(seq));
+    let rows: Vec<Vec<Value>> = counters
+        .iter()
+        .filter(|(_, counter)| counter.last_seq != counter.loaded_seq)
+        .map(|(id, counter)| {
+            vec![
+                (*id).into(),
+                counter.loaded_seq.into(),
+                counter.last_seq.into(),
+                counter.lo_read.into(),
+                counter.hi_read.into(),
+                counter.updated_at.into(),
+            ]
+        })
+        .collect();
+    let expected = rows.len() as u64;
+    if expected == 0 {
+        return Ok(());
     }
-    if let Some(seq) = counter.hi_read {
-        update = update.col_expr(conversations::Column::HiReadSeq, Expr::value(seq));
-    }
-    if let Some(at) = counter.updated_at {
-        update = update.col_expr(conversations::Column::UpdatedAt, Expr::value(at));
-    }
-    let moved = update.exec(txn).await.map_err(from_db)?.rows_affected;
-    if moved != 1 {
+    let moved = update_by_key(
+        txn,
+        "conversations",
+        &[
+            "id",
+            "loaded_seq",
+            "last_seq",
+            "lo_read_seq",
+            "hi_read_seq",
+            "updated_at",
+        ],
+        &["last_seq", "lo_read_seq", "hi_read_seq", "updated_at"],
+        &[("last_seq", "loaded_seq")],
+        rows,
+    )
+    .await
+    .map_err(from_db)?;
+    if moved != expected {
         return Err(StoreError::Unexpected(anyhow::anyhow!(
-            "conversation {id} changed under its row lock"
+            "{} of {expected} conversations changed under their row locks",
+            expected - moved
         )));
     }
     Ok(())
@@ -276,24 +290,4 @@ async fn insert_messages(
             .map_err(from_db)?;
     }
     Ok(())
-}
-
-/// The largest power of two ≤ `remaining`, capped at [`MAX_ROWS_PER_INSERT`].
-fn chunk_len(remaining: usize) -> usize {
-    let cap = remaining.min(MAX_ROWS_PER_INSERT);
-    1 << cap.ilog2()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunk_len;
-
-    #[test]
-    fn inserts_split_into_a_few_power_of_two_shapes() {
-        assert_eq!(chunk_len(1), 1);
-        assert_eq!(chunk_len(3), 2);
-        assert_eq!(chunk_len(255), 128);
-        assert_eq!(chunk_len(256), 256);
-        assert_eq!(chunk_len(1000), 256);
-    }
 }

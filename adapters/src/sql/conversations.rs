@@ -145,6 +145,11 @@ async fn append_in_txn(
         return Ok(AppendStep::Missing);
     };
     let conversation = to_conversation(row);
+    if !conversation.members.contains(&new.sender_id) {
+        // Not the sender's conversation: answered as if there were none.
+        txn.rollback().await.map_err(from_db)?;
+        return Ok(AppendStep::Missing);
+    }
     let read = read_column(&conversation, new.sender_id);
     let updated = conversations::Entity::update_many()
         .col_expr(

@@ -12,14 +12,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use duet_domain::StoreError;
 use duet_domain::inbox::{FeedEvent, InboxUpdate};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, Value,
 };
 use uuid::Uuid;
 
 use super::SqlStorage;
+use super::bulk::update_by_key;
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
@@ -164,15 +165,22 @@ async fn apply_in_txn(
         }));
     }
 
-    for (user, (loaded, last)) in &cursors {
-        if last != loaded {
-            user_feeds::Entity::update_many()
-                .col_expr(user_feeds::Column::LastCursor, Expr::value(*last))
-                .filter(user_feeds::Column::UserId.eq(*user))
-                .exec(txn)
-                .await
-                .map_err(from_db)?;
-        }
+    let moved: Vec<Vec<Value>> = cursors
+        .iter()
+        .filter(|(_, (loaded, last))| last != loaded)
+        .map(|(user, (_, last))| vec![(*user).into(), (*last).into()])
+        .collect();
+    if !moved.is_empty() {
+        update_by_key(
+            txn,
+            "user_feeds",
+            &["user_id", "last_cursor"],
+            &["last_cursor"],
+            &[],
+            moved,
+        )
+        .await
+        .map_err(from_db)?;
     }
     let changed: Vec<_> = entries
         .into_values()

@@ -10,6 +10,7 @@
 mod accounts;
 mod append_batch;
 pub mod baseline;
+mod bulk;
 mod conversations;
 mod entities;
 mod errors;

@@ -24,7 +24,9 @@ pub trait ConversationStore: Send + Sync {
     /// In one transaction: if `(sender, client_msg_id)` was already stored in this
     /// conversation, returns that message as `Replayed` and writes nothing; otherwise assigns
     /// the next seq, stores the message, moves the sender's read position to it and writes a
-    /// `message.created` event to the outbox. `None` when the conversation does not exist.
+    /// `message.created` event to the outbox. `None` when the conversation does not exist
+    /// or the sender is not in it (writing nothing): the membership check of a send, done in
+    /// the append's own transaction instead of a read before it.
     async fn append(&self, message: NewMessage) -> Result<Option<Appended>, StoreError>;
 
     /// Moves `reader`'s read position forward to `seq` (never backwards) and, if it moved,

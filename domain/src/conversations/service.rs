@@ -147,7 +147,8 @@ impl ConversationService {
         {
             return Err(ConversationError::RateLimited { retry_after });
         }
-        self.membership(caller, id).await?;
+        // The store checks membership inside the append (`None` for a stranger's
+        // conversation), so a send costs no read before its write.
         let message = NewMessage {
             id: MessageId::generate(),
             conversation_id: id,
