@@ -278,8 +278,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// WAL pages (4 KiB) after which a commit also checkpoints the WAL into the database file.
+/// SQLite's default (1000) makes the single writer stop for a checkpoint every few hundred
+/// batches under load; a hot page written many times is copied back once per checkpoint, so
+/// rarer checkpoints copy fewer pages in all (measured +10 % messages/s with `duet bench`).
+/// The WAL grows to about 40 MiB before it is reset.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
 /// How every SQLite connection is opened (the server's and the bench baseline's): WAL,
-/// `synchronous` FULL or NORMAL, a busy timeout, foreign keys, the statement cache.
+/// `synchronous` FULL or NORMAL, a busy timeout, foreign keys, the statement cache, rarer
+/// WAL checkpoints.
 pub(crate) fn sqlite_options(
     url: &str,
     connections: u32,
@@ -301,6 +309,7 @@ pub(crate) fn sqlite_options(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .statement_cache_capacity(STATEMENT_CACHE)
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         });
     opts
 }
