@@ -15,12 +15,12 @@ use duet_domain::events::DurableEvent;
 use duet_domain::inbox::FeedEventBody;
 use duet_domain::{StoreError, UserId};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Value,
 };
 use uuid::Uuid;
 
-use super::bulk::{chunk_len, update_by_key};
+use super::bulk::{chunks, execute_all, update_by_key};
 use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
@@ -154,8 +154,7 @@ async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<An
         created.push((message, event));
     }
 
-    move_counters(txn, &counters).await?;
-    insert_messages(txn, &created).await?;
+    write_all(txn, &counters, &created).await?;
     Ok(answers)
 }
 
@@ -201,14 +200,20 @@ async fn stored_duplicates(
         .collect())
 }
 
-/// Writes the moved conversations' new last seq, read positions and time, in one statement
-/// (per chunk). The rows are locked, so the `last_seq` guard can only fail if that
-/// assumption is broken; then the batch fails rather than hand out a seq twice.
-async fn move_counters(
+/// Writes the batch with a few multi-row statements, sent together (see [`execute_all`]):
+/// the moved conversations' new last seq, read positions and time, then the messages and
+/// their outbox rows in seq order, so the outbox ids follow it.
+///
+/// The conversation rows are locked, so their `last_seq` guard can only fail if that
+/// assumption is broken; then the batch fails rather than hand out a seq twice. Inserts
+/// either add every row or fail, so a total short of the rows sent means a guard failed.
+async fn write_all(
     txn: &DatabaseTransaction,
     counters: &HashMap<Uuid, Counter>,
+    created: &[(Message, DurableEvent)],
 ) -> Result<(), StoreError> {
-    let rows: Vec<Vec<Value>> = counters
+    let backend = txn.get_database_backend();
+    let moved: Vec<Vec<Value>> = counters
         .iter()
         .filter(|(_, counter)| counter.last_seq != counter.loaded_seq)
         .map(|(id, counter)| {
@@ -222,12 +227,8 @@ async fn move_counters(
             ]
         })
         .collect();
-    let expected = rows.len() as u64;
-    if expected == 0 {
-        return Ok(());
-    }
-    let moved = update_by_key(
-        txn,
+    let mut statements = update_by_key(
+        backend,
         "conversations",
         &[
             "id",
@@ -239,31 +240,10 @@ async fn move_counters(
         ],
         &["last_seq", "lo_read_seq", "hi_read_seq", "updated_at"],
         &[("last_seq", "loaded_seq")],
-        rows,
-    )
-    .await
-    .map_err(from_db)?;
-    if moved != expected {
-        return Err(StoreError::Unexpected(anyhow::anyhow!(
-            "{} of {expected} conversations changed under their row locks",
-            expected - moved
-        )));
-    }
-    Ok(())
-}
-
-/// Inserts the messages and their outbox rows with multi-row INSERTs, in seq order so the
-/// outbox ids follow it.
-async fn insert_messages(
-    txn: &DatabaseTransaction,
-    created: &[(Message, DurableEvent)],
-) -> Result<(), StoreError> {
-    let mut rest = created;
-    while !rest.is_empty() {
-        let take = chunk_len(rest.len());
-        let (chunk, tail) = rest.split_at(take);
-        rest = tail;
-        messages::Entity::insert_many(chunk.iter().map(|(m, _)| messages::ActiveModel {
+        &moved,
+    );
+    for chunk in chunks(created) {
+        let messages = chunk.iter().map(|(m, _)| messages::ActiveModel {
             id: Set(m.id.0),
             conversation_id: Set(m.conversation_id.0),
             seq: Set(m.seq),
@@ -271,23 +251,25 @@ async fn insert_messages(
             client_msg_id: Set(m.client_msg_id.clone()),
             body: Set(m.body.clone()),
             created_at: Set(m.created_at),
-        }))
-        .exec_without_returning(txn)
-        .await
-        .map_err(from_db)?;
-        let mut rows = Vec::with_capacity(chunk.len());
+        });
+        statements.push(messages::Entity::insert_many(messages).build(backend));
+        let mut events = Vec::with_capacity(chunk.len());
         for (_, event) in chunk {
-            rows.push(outbox::ActiveModel {
+            events.push(outbox::ActiveModel {
                 event_id: Set(event.id),
                 payload: Set(serde_json::to_string(event).map_err(from_json)?),
                 created_at: Set(event.at),
                 ..Default::default()
             });
         }
-        outbox::Entity::insert_many(rows)
-            .exec_without_returning(txn)
-            .await
-            .map_err(from_db)?;
+        statements.push(outbox::Entity::insert_many(events).build(backend));
+    }
+    let expected = (moved.len() + 2 * created.len()) as u64;
+    let written = execute_all(txn, statements).await.map_err(from_db)?;
+    if written != expected {
+        return Err(StoreError::Unexpected(anyhow::anyhow!(
+            "conversations changed under their row locks ({written} of {expected} rows written)"
+        )));
     }
     Ok(())
 }

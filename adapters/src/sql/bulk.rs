@@ -8,15 +8,28 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 /// Most rows in one statement (at most 7 binds a row here, far below SQLite's and
 /// PostgreSQL's limits).
-pub(super) const MAX_ROWS: usize = 256;
+const MAX_ROWS: usize = 256;
 
 /// The largest power of two ≤ `remaining`, capped at [`MAX_ROWS`].
-pub(super) fn chunk_len(remaining: usize) -> usize {
+fn chunk_len(remaining: usize) -> usize {
     let cap = remaining.min(MAX_ROWS);
     1 << cap.ilog2()
 }
 
-/// Writes rows keyed by one column in one statement per chunk:
+/// `rows` cut into chunks of [`chunk_len`] rows, in order.
+pub(super) fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// The statements that write rows keyed by one column, one per chunk:
 ///
 /// ```sql
 /// WITH moved(key, a, b) AS (VALUES (?, ?, ?), ...)
@@ -26,17 +39,16 @@ pub(super) fn chunk_len(remaining: usize) -> usize {
 ///
 /// `columns` names each row's values, the key first; `set` are the columns written (named
 /// alike in the table and the rows); `guards` are (table column, row column) pairs that must
-/// match too. Returns the number of rows updated; a row whose key or guard does not match is
-/// left out of that count, which is how a caller notices it.
-pub(super) async fn update_by_key<C: ConnectionTrait>(
-    db: &C,
+/// match too. A row whose key or guard does not match is left out of the statements' row
+/// count, which is how a caller notices it.
+pub(super) fn update_by_key(
+    backend: DbBackend,
     table: &str,
     columns: &[&str],
     set: &[&str],
     guards: &[(&str, &str)],
-    rows: Vec<Vec<Value>>,
-) -> Result<u64, DbErr> {
-    let backend = db.get_database_backend();
+    rows: &[Vec<Value>],
+) -> Vec<Statement> {
     let key = columns[0];
     let assignments = set
         .iter()
@@ -47,36 +59,62 @@ pub(super) async fn update_by_key<C: ConnectionTrait>(
     for (column, expected) in guards {
         condition.push_str(&format!(" AND {table}.{column} = moved.{expected}"));
     }
-    let mut updated = 0;
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
-        rest = tail;
+    let mut statements = Vec::new();
+    for chunk in chunks(rows) {
         let sql = format!(
             "WITH moved({}) AS (VALUES {}) UPDATE {table} SET {assignments} FROM moved WHERE {condition}",
             columns.join(", "),
             placeholders(backend, chunk.len(), columns.len()),
         );
         let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        updated += db
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-            .rows_affected();
+        statements.push(Statement::from_sql_and_values(backend, sql, values));
     }
-    Ok(updated)
+    statements
 }
 
-/// `(?1, ?2), (?3, ?4)` (SQLite) or `($1, $2), ($3, $4)` (PostgreSQL).
+/// Runs write statements in order on `db` (a transaction) and returns how many rows they
+/// changed in all.
+///
+/// On SQLite they go to the connection's worker thread as one multi-statement call: one
+/// round trip instead of one per statement, and those round trips are what bounds the single
+/// writer connection under load. sqlx binds unnumbered `?` placeholders in order across the
+/// statements, which is why SQLite statements here use no numbered ones. PostgreSQL runs them
+/// one by one (its extended protocol takes one statement per call).
+pub(super) async fn execute_all<C: ConnectionTrait>(
+    db: &C,
+    statements: Vec<Statement>,
+) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Sqlite || statements.len() < 2 {
+        let mut changed = 0;
+        for statement in statements {
+            changed += db.execute_raw(statement).await?.rows_affected();
+        }
+        return Ok(changed);
+    }
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for statement in statements {
+        sql.push_str(&statement.sql);
+        sql.push_str(";\n");
+        values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+    }
+    Ok(db
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .rows_affected())
+}
+
+/// `(?, ?), (?, ?)` (SQLite: bound in order, see [`execute_all`]) or `($1, $2), ($3, $4)`
+/// (PostgreSQL).
 fn placeholders(backend: DbBackend, rows: usize, width: usize) -> String {
-    let sigil = if backend == DbBackend::Postgres {
-        '$'
-    } else {
-        '?'
-    };
     (0..rows)
         .map(|row| {
             let params: Vec<String> = (1..=width)
-                .map(|column| format!("{sigil}{}", row * width + column))
+                .map(|column| match backend {
+                    DbBackend::Postgres => format!("${}", row * width + column),
+                    _ => "?".to_owned(),
+                })
                 .collect();
             format!("({})", params.join(", "))
         })
@@ -95,11 +133,13 @@ mod tests {
         assert_eq!(chunk_len(255), 128);
         assert_eq!(chunk_len(256), 256);
         assert_eq!(chunk_len(1000), 256);
+        let sizes: Vec<usize> = chunks(&[0; 300]).map(<[i32]>::len).collect();
+        assert_eq!(sizes, vec![256, 32, 8, 4]);
     }
 
     #[test]
-    fn placeholders_number_every_value_once_in_the_backends_style() {
-        assert_eq!(placeholders(DbBackend::Sqlite, 2, 2), "(?1, ?2), (?3, ?4)");
+    fn placeholders_are_positional_on_sqlite_and_numbered_on_postgres() {
+        assert_eq!(placeholders(DbBackend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert_eq!(placeholders(DbBackend::Postgres, 1, 3), "($1, $2, $3)");
     }
 }

@@ -14,22 +14,17 @@ use duet_domain::StoreError;
 use duet_domain::inbox::{FeedEvent, InboxUpdate};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Value,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Value,
 };
 use uuid::Uuid;
 
 use super::SqlStorage;
-use super::bulk::update_by_key;
+use super::bulk::{chunks, execute_all, update_by_key};
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
 use super::inbox::{active, empty_entry, fold};
-
-/// Feed rows per multi-row INSERT (7 binds each).
-const FEED_ROWS_PER_INSERT: usize = 512;
-/// Inbox entries per multi-row upsert (10 binds each).
-const ENTRIES_PER_UPSERT: usize = 256;
 
 /// An event's identity in one user's feed: (user, conversation, kind, seq).
 type Identity = (Uuid, Uuid, &'static str, i64);
@@ -165,41 +160,37 @@ async fn apply_in_txn(
         }));
     }
 
+    // The writes go together (see `execute_all`): cursors, entries, feed rows.
+    let backend = txn.get_database_backend();
     let moved: Vec<Vec<Value>> = cursors
         .iter()
         .filter(|(_, (loaded, last))| last != loaded)
         .map(|(user, (_, last))| vec![(*user).into(), (*last).into()])
         .collect();
-    if !moved.is_empty() {
-        update_by_key(
-            txn,
-            "user_feeds",
-            &["user_id", "last_cursor"],
-            &["last_cursor"],
-            &[],
-            moved,
-        )
-        .await
-        .map_err(from_db)?;
-    }
+    let mut statements = update_by_key(
+        backend,
+        "user_feeds",
+        &["user_id", "last_cursor"],
+        &["last_cursor"],
+        &[],
+        &moved,
+    );
     let changed: Vec<_> = entries
         .into_values()
         .filter(|(_, dirty)| *dirty)
         .map(|(row, _)| active(row))
         .collect();
-    for chunk in changed.chunks(ENTRIES_PER_UPSERT) {
-        inbox_entries::Entity::insert_many(chunk.iter().cloned())
-            .on_conflict(upsert_entry())
-            .exec_without_returning(txn)
-            .await
-            .map_err(from_db)?;
+    for chunk in chunks(&changed) {
+        statements.push(
+            inbox_entries::Entity::insert_many(chunk.iter().cloned())
+                .on_conflict(upsert_entry())
+                .build(backend),
+        );
     }
-    for chunk in feed_rows.chunks(FEED_ROWS_PER_INSERT) {
-        feed_events::Entity::insert_many(chunk.iter().cloned())
-            .exec_without_returning(txn)
-            .await
-            .map_err(from_db)?;
+    for chunk in chunks(&feed_rows) {
+        statements.push(feed_events::Entity::insert_many(chunk.iter().cloned()).build(backend));
     }
+    execute_all(txn, statements).await.map_err(from_db)?;
     Ok(applied)
 }
 
