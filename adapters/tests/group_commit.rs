@@ -6,17 +6,20 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use duet_adapters::memory::MemoryLiveBus;
 use duet_adapters::sql::{GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage};
 use duet_domain::accounts::{AccountStore, Handle, NewUser, User};
 use duet_domain::conversations::{
     Appended, Conversation, ConversationStore, HistoryQuery, Message, NewMessage,
 };
-use duet_domain::events::{DurableEvent, Outbox};
-use duet_domain::inbox::{InboxStore, InboxUpdate};
+use duet_domain::events::{DurableEvent, LiveBus, LiveEvent, LiveItem, Outbox};
+use duet_domain::inbox::{FeedEventBody, InboxStore, InboxUpdate, Replay};
 use duet_domain::{ConversationId, MessageId, UserId};
+use futures::StreamExt;
 use futures::future::join_all;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
@@ -318,6 +321,69 @@ async fn a_missing_conversation_in_a_batch(storages: Vec<SqlStorage>) {
     );
 }
 
+/// With inline delivery, a batch writes both inboxes in its own transaction: no outbox row
+/// is left for the relay, each member's feed holds every message once in seq order, and the
+/// live bus gets the same feed events after the commit.
+async fn messages_delivered_inline(storages: Vec<SqlStorage>) {
+    let storage = &storages[0];
+    let live = Arc::new(MemoryLiveBus::new(64));
+    storage.deliver_inline(live.clone());
+    let (a, b) = (user(storage).await, user(storage).await);
+    let id = conversation(storage, a, b).await;
+    let mut devices = [live.subscribe(a).await, live.subscribe(b).await];
+
+    let sent: Vec<Message> = join_all((0..5).map(|n| {
+        let sender = if n % 2 == 0 { a } else { b };
+        storage.append(new_message(id, sender, &format!("inline-{n}")))
+    }))
+    .await
+    .into_iter()
+    .map(|answer| created(answer.expect("append")))
+    .collect();
+
+    assert_eq!(
+        outbox_messages(storage).await.len(),
+        0,
+        "nothing left to relay"
+    );
+    let mut seqs: Vec<i64> = sent.iter().map(|m| m.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    for (user, device) in [a, b].into_iter().zip(&mut devices) {
+        let Replay::Events(feed) = storage.replay(user, 0, 100).await.expect("replay") else {
+            panic!("no resync expected");
+        };
+        let fed: Vec<i64> = feed
+            .iter()
+            .filter(|event| matches!(event.body, FeedEventBody::MessageCreated { .. }))
+            .map(|event| event.body.seq())
+            .collect();
+        assert_eq!(fed, vec![1, 2, 3, 4, 5], "feed of {user}");
+        let entry = storage
+            .entry(user, id)
+            .await
+            .expect("entry")
+            .expect("an inbox entry");
+        assert_eq!(entry.last_seq, 5);
+        let mut pushed = Vec::new();
+        while pushed.len() < 5 {
+            let item = tokio::time::timeout(Duration::from_secs(5), device.next())
+                .await
+                .expect("a live push")
+                .expect("the live stream stays open");
+            if let LiveItem::Event(LiveEvent::Feed(event)) = item {
+                pushed.push(event.cursor);
+            }
+        }
+        let cursors: Vec<i64> = feed
+            .iter()
+            .filter(|event| matches!(event.body, FeedEventBody::MessageCreated { .. }))
+            .map(|event| event.cursor)
+            .collect();
+        assert_eq!(pushed, cursors, "live pushes of {user}");
+    }
+}
+
 async fn many_concurrent_appends(storages: Vec<SqlStorage>) {
     let storage = &storages[0];
     let (a, b) = (user(storage).await, user(storage).await);
@@ -521,6 +587,16 @@ async fn sqlite_without_group_commit_a_missing_conversation_fails_only_its_own_a
         ..GroupCommitOptions::default()
     };
     on_sqlite(off, a_missing_conversation_in_a_batch).await;
+}
+
+#[tokio::test]
+async fn sqlite_messages_are_delivered_in_their_own_transaction() {
+    on_sqlite(wide_batches(), messages_delivered_inline).await;
+}
+
+#[tokio::test]
+async fn postgres_messages_are_delivered_in_their_own_transaction() {
+    on_postgres(wide_batches(), 1, messages_delivered_inline).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

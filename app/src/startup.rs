@@ -80,6 +80,10 @@ impl Application {
         } = delivery::build(&settings.delivery, inbox.clone())
             .await
             .context("setting up delivery")?;
+        if settings.delivery.kind == crate::config::DeliveryKind::Memory {
+            // In process anyway: a message's inboxes are written with it, not by the relay.
+            storage.deliver_inline(live.clone());
+        }
         let relay = Arc::new(
             Relay::new(outbox, queue, settings.delivery.relay_batch)
                 .with_max_attempts(settings.delivery.relay_max_attempts),

@@ -2,6 +2,11 @@
 //! with every guarantee a single append has (gap-free seq per conversation, dedupe on
 //! (conversation, sender, client_msg_id), the outbox row beside each message).
 //!
+//! With inline delivery, a message whose two members' inboxes live in this same database
+//! gets no outbox row: both inboxes are updated in the append's own transaction instead (what
+//! the relay would do a moment later, with the same code), and the feed events are handed
+//! back for the live push after commit.
+//!
 //! Conversation rows are locked first, in id order (`FOR UPDATE` on PostgreSQL; SQLite's
 //! immediate transaction holds the whole file), so the dedupe read that follows sees every
 //! message another process committed before us, and two batches never wait on each other in
@@ -12,11 +17,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use duet_domain::conversations::{Message, NewMessage};
 use duet_domain::events::DurableEvent;
-use duet_domain::inbox::FeedEventBody;
+use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxUpdate};
 use duet_domain::{StoreError, UserId};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Value,
+    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
+    Value,
 };
 use uuid::Uuid;
 
@@ -24,6 +30,7 @@ use super::bulk::{chunks, execute_all, update_by_key};
 use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
+use super::inbox_batch::plan_apply;
 
 /// What one append of the batch comes to.
 #[derive(Debug)]
@@ -53,14 +60,27 @@ fn client_key(message: &NewMessage) -> ClientKey {
     )
 }
 
-/// Appends `batch` in one transaction; the answers are in the batch's order.
+/// What a committed batch comes to.
+pub(super) struct Committed {
+    /// One per append, in the batch's order.
+    pub answers: Vec<Answer>,
+    /// Feed events applied inline, in cursor order, for the live push.
+    pub delivered: Vec<(UserId, FeedEvent)>,
+    /// Whether outbox rows were written (the relay has work).
+    pub outboxed: bool,
+}
+
+/// Appends `batch` in one transaction. `inline` says whether a message between these two
+/// members has both inboxes in this database (and delivery is in process): those are applied
+/// here instead of going through the outbox.
 pub(super) async fn append_batch(
     db: &DatabaseConnection,
     batch: &[NewMessage],
-) -> Result<Vec<Answer>, BatchFailure> {
+    inline: impl Fn([UserId; 2]) -> bool,
+) -> Result<Committed, BatchFailure> {
     let txn = begin_write(db).await.map_err(BatchFailure::Statement)?;
-    let answers = match write(&txn, batch).await {
-        Ok(answers) => answers,
+    let committed = match write(&txn, batch, inline).await {
+        Ok(committed) => committed,
         Err(err) => {
             // Dropping the transaction would roll back too; saying so frees the connection
             // (and the row locks) before the fallback starts.
@@ -71,7 +91,7 @@ pub(super) async fn append_batch(
     txn.commit()
         .await
         .map_err(|e| BatchFailure::Commit(from_db(e)))?;
-    Ok(answers)
+    Ok(committed)
 }
 
 /// A conversation as the batch sees it: its members and the positions it moves.
@@ -85,7 +105,11 @@ struct Counter {
     updated_at: DateTime<Utc>,
 }
 
-async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<Answer>, StoreError> {
+async fn write(
+    txn: &DatabaseTransaction,
+    batch: &[NewMessage],
+    inline: impl Fn([UserId; 2]) -> bool,
+) -> Result<Committed, StoreError> {
     let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.0).collect();
     let mut counters: HashMap<Uuid, Counter> = conversations::Entity::find()
         .filter(conversations::Column::Id.is_in(ids.iter().copied()))
@@ -154,8 +178,47 @@ async fn write(txn: &DatabaseTransaction, batch: &[NewMessage]) -> Result<Vec<An
         created.push((message, event));
     }
 
-    write_all(txn, &counters, &created).await?;
-    Ok(answers)
+    let (delivered, queued): (Vec<_>, Vec<_>) =
+        created.iter().partition(|(_, event)| inline(event.members));
+    let updates: Vec<InboxUpdate<'_>> = delivered
+        .iter()
+        .flat_map(|(_, event)| inbox_updates(event))
+        .collect();
+    let refs: Vec<&InboxUpdate<'_>> = updates.iter().collect();
+    let plan = if refs.is_empty() {
+        None
+    } else {
+        Some(plan_apply(txn, &refs).await?)
+    };
+    let messages: Vec<&Message> = created.iter().map(|(message, _)| message).collect();
+    let queued: Vec<&DurableEvent> = queued.into_iter().map(|(_, event)| event).collect();
+    let (inbox_writes, inbox_rows, applied) = match plan {
+        Some(plan) => (plan.statements, plan.rows, plan.applied),
+        None => (Vec::new(), 0, Vec::new()),
+    };
+    write_all(txn, &counters, &messages, &queued, inbox_writes, inbox_rows).await?;
+    let delivered = updates
+        .iter()
+        .zip(applied)
+        .filter_map(|(update, applied)| Some((update.user, applied?)))
+        .collect();
+    Ok(Committed {
+        answers,
+        delivered,
+        outboxed: !queued.is_empty(),
+    })
+}
+
+/// Both members' inbox updates for `event`, each with the other as peer (as the relay's
+/// delivery makes them).
+fn inbox_updates(event: &DurableEvent) -> [InboxUpdate<'_>; 2] {
+    let [a, b] = event.members;
+    [(a, b), (b, a)].map(|(user, peer)| InboxUpdate {
+        user,
+        peer,
+        event: &event.body,
+        at: event.at,
+    })
 }
 
 /// Messages already stored under a client id of the batch (sent earlier, or by another
@@ -201,16 +264,21 @@ async fn stored_duplicates(
 }
 
 /// Writes the batch with a few multi-row statements, sent together (see [`execute_all`]):
-/// the moved conversations' new last seq, read positions and time, then the messages and
-/// their outbox rows in seq order, so the outbox ids follow it.
+/// the moved conversations' new last seq, read positions and time, the messages, the
+/// outbox rows of `queued` in seq order (so the outbox ids follow it), then the inline
+/// deliveries' `inbox_writes` (which change `inbox_rows` rows).
 ///
 /// The conversation rows are locked, so their `last_seq` guard can only fail if that
-/// assumption is broken; then the batch fails rather than hand out a seq twice. Inserts
-/// either add every row or fail, so a total short of the rows sent means a guard failed.
+/// assumption is broken; then the batch fails rather than hand out a seq twice. Every other
+/// statement changes exactly its rows or fails, so a total short of the rows sent means a
+/// guard failed.
 async fn write_all(
     txn: &DatabaseTransaction,
     counters: &HashMap<Uuid, Counter>,
-    created: &[(Message, DurableEvent)],
+    created: &[&Message],
+    queued: &[&DurableEvent],
+    inbox_writes: Vec<Statement>,
+    inbox_rows: u64,
 ) -> Result<(), StoreError> {
     let backend = txn.get_database_backend();
     let moved: Vec<Vec<Value>> = counters
@@ -243,7 +311,7 @@ async fn write_all(
         &moved,
     );
     for chunk in chunks(created) {
-        let messages = chunk.iter().map(|(m, _)| messages::ActiveModel {
+        let messages = chunk.iter().map(|m| messages::ActiveModel {
             id: Set(m.id.0),
             conversation_id: Set(m.conversation_id.0),
             seq: Set(m.seq),
@@ -253,8 +321,10 @@ async fn write_all(
             created_at: Set(m.created_at),
         });
         statements.push(messages::Entity::insert_many(messages).build(backend));
+    }
+    for chunk in chunks(queued) {
         let mut events = Vec::with_capacity(chunk.len());
-        for (_, event) in chunk {
+        for event in chunk {
             events.push(outbox::ActiveModel {
                 event_id: Set(event.id),
                 payload: Set(serde_json::to_string(event).map_err(from_json)?),
@@ -264,7 +334,8 @@ async fn write_all(
         }
         statements.push(outbox::Entity::insert_many(events).build(backend));
     }
-    let expected = (moved.len() + 2 * created.len()) as u64;
+    statements.extend(inbox_writes);
+    let expected = (moved.len() + created.len() + queued.len()) as u64 + inbox_rows;
     let written = execute_all(txn, statements).await.map_err(from_db)?;
     if written != expected {
         return Err(StoreError::Unexpected(anyhow::anyhow!(

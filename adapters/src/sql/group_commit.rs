@@ -16,13 +16,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet_domain::StoreError;
 use duet_domain::conversations::{Appended, NewMessage};
+use duet_domain::events::LiveEvent;
+use duet_domain::{StoreError, UserId};
 use sea_orm::DbBackend;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::append_batch::{Answer, BatchFailure, append_batch};
+use super::InlineDelivery;
+use super::append_batch::{Answer, BatchFailure, Committed, append_batch};
 use super::router::ShardRouter;
 
 /// How appends are gathered into transactions.
@@ -73,6 +75,7 @@ struct Writer {
     router: Arc<ShardRouter>,
     shard: usize,
     outbox_signal: Arc<Notify>,
+    inline: InlineDelivery,
     options: GroupCommitOptions,
 }
 
@@ -82,6 +85,7 @@ impl GroupCommitter {
         router: Arc<ShardRouter>,
         shard: usize,
         outbox_signal: Arc<Notify>,
+        inline: InlineDelivery,
         options: GroupCommitOptions,
     ) -> Self {
         let max_batch = options.max_batch.max(1);
@@ -99,6 +103,7 @@ impl GroupCommitter {
                 router: router.clone(),
                 shard,
                 outbox_signal: outbox_signal.clone(),
+                inline: inline.clone(),
                 options: GroupCommitOptions {
                     max_batch,
                     ..options
@@ -167,12 +172,26 @@ impl Writer {
         let shard = self.router.shard(self.shard);
         let (messages, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|r| (r.message, r.reply)).unzip();
-        match append_batch(&shard.writer, &messages).await {
-            Ok(answers) => {
-                self.after_commit(&messages, &answers).await;
-                for (reply, answer) in replies.into_iter().zip(answers) {
+        let live = self.inline.get();
+        // Both inboxes here too (and delivery in process): delivered in the append itself.
+        let inline = |members: [UserId; 2]| {
+            live.is_some()
+                && members
+                    .iter()
+                    .all(|member| self.router.for_user(*member).shard.index == self.shard)
+        };
+        match append_batch(&shard.writer, &messages, inline).await {
+            Ok(committed) => {
+                self.after_commit(&messages, &committed).await;
+                for (reply, answer) in replies.into_iter().zip(committed.answers) {
                     // A caller that gave up (its request was cancelled) no longer listens.
                     let _ = reply.send(Ok(to_appended(answer)));
+                }
+                if let Some(live) = live {
+                    // In cursor order, after the commit, as the relay's delivery would.
+                    for (user, event) in committed.delivered {
+                        live.publish(user, LiveEvent::Feed(event)).await;
+                    }
                 }
             }
             Err(BatchFailure::Statement(StoreError::Unavailable(err))) => {
@@ -220,19 +239,25 @@ impl Writer {
         }
     }
 
-    /// Write marks for read-your-writes on replicas, and a wake-up for the relay.
-    async fn after_commit(&self, messages: &[NewMessage], answers: &[Answer]) {
-        let slots: BTreeSet<usize> = messages
+    /// Write marks for read-your-writes on replicas (conversations, and the inboxes
+    /// delivered inline), and a wake-up for the relay when it has work.
+    async fn after_commit(&self, messages: &[NewMessage], committed: &Committed) {
+        let conversations = messages
             .iter()
-            .zip(answers)
+            .zip(&committed.answers)
             .filter(|(_, answer)| matches!(answer, Answer::Created(_)))
-            .map(|(message, _)| self.router.for_conversation(message.conversation_id).slot)
-            .collect();
-        if slots.is_empty() {
-            return;
+            .map(|(message, _)| self.router.for_conversation(message.conversation_id).slot);
+        let inboxes = committed
+            .delivered
+            .iter()
+            .map(|(user, _)| self.router.for_user(*user).slot);
+        let slots: BTreeSet<usize> = conversations.chain(inboxes).collect();
+        if !slots.is_empty() {
+            self.router.shard(self.shard).wrote_all(slots).await;
         }
-        self.router.shard(self.shard).wrote_all(slots).await;
-        self.outbox_signal.notify_one();
+        if committed.outboxed {
+            self.outbox_signal.notify_one();
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use duet_domain::inbox::{FeedEvent, InboxUpdate};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Value,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, Value,
 };
 use uuid::Uuid;
 
@@ -77,6 +77,26 @@ async fn apply_in_txn(
     txn: &DatabaseTransaction,
     batch: &[&InboxUpdate<'_>],
 ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
+    let plan = plan_apply(txn, batch).await?;
+    execute_all(txn, plan.statements).await.map_err(from_db)?;
+    Ok(plan.applied)
+}
+
+/// What applying a batch of inbox updates in a transaction comes to.
+pub(super) struct ApplyPlan {
+    /// The writes, for the caller to run in that transaction (alone or with its own).
+    pub statements: Vec<Statement>,
+    /// How many rows they change in all.
+    pub rows: u64,
+    /// Per update, the feed event it adds (`None` for one the feed already holds).
+    pub applied: Vec<Option<FeedEvent>>,
+}
+
+/// Plans applying `batch` in `txn`. Locks the touched feed rows, in user order, first.
+pub(super) async fn plan_apply(
+    txn: &DatabaseTransaction,
+    batch: &[&InboxUpdate<'_>],
+) -> Result<ApplyPlan, StoreError> {
     let users: BTreeSet<Uuid> = batch.iter().map(|u| u.user.0).collect();
 
     let mut cursors: HashMap<Uuid, (i64, i64)> = user_feeds::Entity::find()
@@ -160,7 +180,7 @@ async fn apply_in_txn(
         }));
     }
 
-    // The writes go together (see `execute_all`): cursors, entries, feed rows.
+    // The writes, to go together (see `execute_all`): cursors, entries, feed rows.
     let backend = txn.get_database_backend();
     let moved: Vec<Vec<Value>> = cursors
         .iter()
@@ -190,8 +210,12 @@ async fn apply_in_txn(
     for chunk in chunks(&feed_rows) {
         statements.push(feed_events::Entity::insert_many(chunk.iter().cloned()).build(backend));
     }
-    execute_all(txn, statements).await.map_err(from_db)?;
-    Ok(applied)
+    let rows = (moved.len() + changed.len() + feed_rows.len()) as u64;
+    Ok(ApplyPlan {
+        statements,
+        rows,
+        applied,
+    })
 }
 
 /// Which events of the batch the feeds already hold (a redelivery). One disjunct per

@@ -24,6 +24,7 @@ mod router;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use duet_domain::events::LiveBus;
 pub use group_commit::GroupCommitOptions;
 pub use router::{Route, Shard, ShardRouter};
 
@@ -58,6 +59,10 @@ pub struct SqlOptions {
     pub logical_shards: u32,
 }
 
+/// Where group commit pushes the feed events it delivered inline: set (once) when delivery
+/// is in process, see [`SqlStorage::deliver_inline`].
+type InlineDelivery = Arc<std::sync::OnceLock<Arc<dyn LiveBus>>>;
+
 /// Accounts, conversations, inboxes and outboxes in SQL. Cheap to clone.
 #[derive(Clone)]
 pub struct SqlStorage {
@@ -67,6 +72,7 @@ pub struct SqlStorage {
     group_commit: Option<Arc<[group_commit::GroupCommitter]>>,
     /// The outbox shards this process's relay has claimed (PostgreSQL).
     relay_claims: Arc<outbox::RelayClaims>,
+    inline: InlineDelivery,
 }
 
 impl SqlStorage {
@@ -89,6 +95,7 @@ impl SqlStorage {
     ) -> anyhow::Result<Self> {
         let router = Arc::new(ShardRouter::connect(&options).await?);
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
+        let inline = InlineDelivery::default();
         let writers = group_commit.enabled.then(|| {
             (0..router.shards().len())
                 .map(|shard| {
@@ -96,6 +103,7 @@ impl SqlStorage {
                         router.clone(),
                         shard,
                         outbox_signal.clone(),
+                        inline.clone(),
                         group_commit,
                     )
                 })
@@ -106,7 +114,19 @@ impl SqlStorage {
             outbox_signal,
             group_commit: writers,
             relay_claims: Arc::default(),
+            inline,
         })
+    }
+
+    /// Delivers messages in the append's own transaction when delivery is in process: with
+    /// group commit on, a message whose two members' inboxes are in the same database as the
+    /// conversation gets no outbox row; both inboxes are updated with it (what the relay's
+    /// [`Delivery`](duet_domain::events::Delivery) would do a moment later, in another
+    /// transaction), and its feed events go to `live` after the commit. Everything else
+    /// (read receipts, conversations across databases) still goes through the outbox. Only
+    /// the first call counts.
+    pub fn deliver_inline(&self, live: Arc<dyn LiveBus>) {
+        let _ = self.inline.set(live);
     }
 
     /// Applies pending migrations on every shard.
