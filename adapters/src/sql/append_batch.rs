@@ -263,7 +263,7 @@ async fn stored_duplicates(
         .collect())
 }
 
-/// Writes the batch with a few multi-row statements, sent together (see [`execute_all`]):
+/// Writes the batch with a few multi-row statements:
 /// the moved conversations' new last seq, read positions and time, the messages, the
 /// outbox rows of `queued` in seq order (so the outbox ids follow it), then the inline
 /// deliveries' `inbox_writes` (which change `inbox_rows` rows).

@@ -180,7 +180,7 @@ pub(super) async fn plan_apply(
         }));
     }
 
-    // The writes, to go together (see `execute_all`): cursors, entries, feed rows.
+    // The writes: cursors, entries, feed rows.
     let backend = txn.get_database_backend();
     let moved: Vec<Vec<Value>> = cursors
         .iter()
