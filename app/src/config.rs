@@ -168,6 +168,9 @@ pub enum DeliveryKind {
 pub struct DeliverySettings {
     /// `memory` or `nats`.
     pub kind: DeliveryKind,
+    /// With `memory` and group commit: write a message's two inboxes in its own transaction
+    /// when they share its database, instead of an outbox row for the relay.
+    pub inline: bool,
     /// Outbox entries moved per relay step.
     pub relay_batch: u32,
     /// How often the relay looks for entries written by other processes.

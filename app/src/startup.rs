@@ -80,7 +80,8 @@ impl Application {
         } = delivery::build(&settings.delivery, inbox.clone())
             .await
             .context("setting up delivery")?;
-        if settings.delivery.kind == crate::config::DeliveryKind::Memory {
+        if settings.delivery.kind == crate::config::DeliveryKind::Memory && settings.delivery.inline
+        {
             // In process anyway: a message's inboxes are written with it, not by the relay.
             storage.deliver_inline(live.clone());
         }
