@@ -75,9 +75,7 @@ where
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let nats = Nats::connect(options.clone())
-        .await
-        .expect("connect to NATS");
+    let nats = connected(options.clone()).await;
     let outcome = AssertUnwindSafe(test(nats.clone())).catch_unwind().await;
     if let Err(err) = nats.jetstream().delete_stream(&options.stream).await {
         eprintln!("could not delete stream {}: {err}", options.stream);
@@ -89,9 +87,22 @@ where
 
 /// A second "process" on the same names.
 async fn second_process(nats: &Nats) -> Nats {
-    Nats::connect(nats.options().clone())
-        .await
-        .expect("connect to NATS")
+    connected(nats.options().clone()).await
+}
+
+/// A connection that is up: `Nats::connect` returns while it may still be connecting (a
+/// process starts with NATS down), and live publishes are dropped until it is up.
+async fn connected(options: NatsOptions) -> Nats {
+    let nats = Nats::connect(options).await.expect("connect to NATS");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not connected to NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nats
 }
 
 fn event() -> DurableEvent {

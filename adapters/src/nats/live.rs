@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_nats::Subscriber;
+use async_nats::client::RequestErrorKind;
 use async_trait::async_trait;
 use duet_domain::UserId;
 use duet_domain::events::{LiveBus, LiveEvent, LiveItem};
@@ -181,13 +182,7 @@ impl LiveBus for NatsLiveBus {
         // subscription by then, or events in between would be missed. When NATS is down,
         // the reconnect lags this subscriber instead.
         if self.nats.is_connected() {
-            let timeout = self.nats.options().request_timeout;
-            if !matches!(
-                tokio::time::timeout(timeout, self.nats.client().flush()).await,
-                Ok(Ok(()))
-            ) {
-                tracing::debug!("live subscription not confirmed by NATS");
-            }
+            confirm_subscriptions(&self.nats).await;
         }
         let items = BroadcastStream::new(receiver)
             .map(|item| match item {
@@ -200,6 +195,26 @@ impl LiveBus for NatsLiveBus {
             user,
         };
         GuardedStream::new(items, unsubscribe).boxed()
+    }
+}
+
+/// Waits until the server has processed every subscription this connection sent so far.
+///
+/// `Client::flush` only says the bytes left this process; the server reads each connection
+/// on its own, so another process's publish could still overtake them. The server handles a
+/// connection's commands in order, though: once it answers a request sent after them (here
+/// with "no responders", as nothing listens on that subject), they are in force.
+async fn confirm_subscriptions(nats: &Nats) {
+    let subject = format!("{}.live.confirm", nats.options().subject_prefix);
+    let timeout = nats.options().request_timeout;
+    let reply = tokio::time::timeout(timeout, nats.client().request(subject, Default::default()));
+    let answered = match reply.await {
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => err.kind() == RequestErrorKind::NoResponders,
+        Err(_) => false,
+    };
+    if !answered {
+        tracing::debug!("live subscription not confirmed by NATS");
     }
 }
 
