@@ -182,7 +182,7 @@ async fn write(
         created.iter().partition(|(_, event)| inline(event.members));
     let updates: Vec<InboxUpdate<'_>> = delivered
         .iter()
-        .flat_map(|(_, event)| inbox_updates(event))
+        .flat_map(|(_, event)| InboxUpdate::for_members(event))
         .collect();
     let refs: Vec<&InboxUpdate<'_>> = updates.iter().collect();
     let plan = if refs.is_empty() {
@@ -206,18 +206,6 @@ async fn write(
         answers,
         delivered,
         outboxed: !queued.is_empty(),
-    })
-}
-
-/// Both members' inbox updates for `event`, each with the other as peer (as the relay's
-/// delivery makes them).
-fn inbox_updates(event: &DurableEvent) -> [InboxUpdate<'_>; 2] {
-    let [a, b] = event.members;
-    [(a, b), (b, a)].map(|(user, peer)| InboxUpdate {
-        user,
-        peer,
-        event: &event.body,
-        at: event.at,
     })
 }
 

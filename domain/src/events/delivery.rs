@@ -20,22 +20,11 @@ impl Delivery {
     }
 }
 
-/// Both members' updates for `event`: each member's inbox learns it, with the other as peer.
-fn updates(event: &DurableEvent) -> [InboxUpdate<'_>; 2] {
-    let [a, b] = event.members;
-    [(a, b), (b, a)].map(|(user, peer)| InboxUpdate {
-        user,
-        peer,
-        event: &event.body,
-        at: event.at,
-    })
-}
-
 #[async_trait]
 impl EventHandler for Delivery {
     #[instrument(skip_all, fields(event = %event.id, kind = event.body.kind()))]
     async fn handle(&self, event: &DurableEvent) -> Result<(), StoreError> {
-        for update in updates(event) {
+        for update in InboxUpdate::for_members(event) {
             if let Some(applied) = self
                 .inbox
                 .apply(update.user, update.peer, update.event, update.at)
@@ -53,7 +42,8 @@ impl EventHandler for Delivery {
     /// pushes, in order, of what was newly applied: only after it committed.
     #[instrument(skip_all, fields(events = events.len()))]
     async fn handle_batch(&self, events: &[DurableEvent]) -> Result<(), StoreError> {
-        let updates: Vec<InboxUpdate<'_>> = events.iter().flat_map(updates).collect();
+        let updates: Vec<InboxUpdate<'_>> =
+            events.iter().flat_map(InboxUpdate::for_members).collect();
         let applied = self.inbox.apply_many(&updates).await?;
         for (update, applied) in updates.iter().zip(applied) {
             if let Some(applied) = applied {

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{FeedEvent, FeedEventBody, InboxEntry, Replay};
+use crate::events::DurableEvent;
 use crate::{ConversationId, StoreError, UserId};
 
 /// One event to fold into one member's inbox: the arguments of [`InboxStore::apply`].
@@ -11,6 +12,20 @@ pub struct InboxUpdate<'a> {
     pub peer: UserId,
     pub event: &'a FeedEventBody,
     pub at: DateTime<Utc>,
+}
+
+impl<'a> InboxUpdate<'a> {
+    /// Both members' updates for `event`: each member's inbox learns it, with the other as
+    /// peer.
+    pub fn for_members(event: &'a DurableEvent) -> [Self; 2] {
+        let [a, b] = event.members;
+        [(a, b), (b, a)].map(|(user, peer)| InboxUpdate {
+            user,
+            peer,
+            event: &event.body,
+            at: event.at,
+        })
+    }
 }
 
 /// Where each user's inbox entries and feed live: on the user's shard.
