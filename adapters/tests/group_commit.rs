@@ -45,6 +45,14 @@ fn wide_batches() -> GroupCommitOptions {
     }
 }
 
+/// One transaction per append, as before group commit.
+fn without_group_commit() -> GroupCommitOptions {
+    GroupCommitOptions {
+        enabled: false,
+        ..GroupCommitOptions::default()
+    }
+}
+
 fn sqlite_options(path: &std::path::Path) -> SqlOptions {
     SqlOptions {
         backend: SqlBackend::Sqlite {
@@ -462,18 +470,7 @@ async fn a_batch_applied_twice(storages: Vec<SqlStorage>) {
         .into_iter()
         .map(|e| e.event)
         .collect();
-    let updates: Vec<InboxUpdate<'_>> = events
-        .iter()
-        .flat_map(|e| {
-            let [x, y] = e.members;
-            [(x, y), (y, x)].map(|(user, peer)| InboxUpdate {
-                user,
-                peer,
-                event: &e.body,
-                at: e.at,
-            })
-        })
-        .collect();
+    let updates: Vec<InboxUpdate<'_>> = events.iter().flat_map(InboxUpdate::for_members).collect();
     let first = storage.apply_many(&updates).await.expect("first apply");
     assert!(
         first.iter().all(Option::is_some),
@@ -582,11 +579,7 @@ async fn postgres_a_missing_conversation_fails_only_its_own_append() {
 
 #[tokio::test]
 async fn sqlite_without_group_commit_a_missing_conversation_fails_only_its_own_append() {
-    let off = GroupCommitOptions {
-        enabled: false,
-        ..GroupCommitOptions::default()
-    };
-    on_sqlite(off, a_missing_conversation_in_a_batch).await;
+    on_sqlite(without_group_commit(), a_missing_conversation_in_a_batch).await;
 }
 
 #[tokio::test]
@@ -606,11 +599,7 @@ async fn sqlite_many_concurrent_appends_get_gap_free_seqs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_without_group_commit_appends_stay_gap_free() {
-    let off = GroupCommitOptions {
-        enabled: false,
-        ..GroupCommitOptions::default()
-    };
-    on_sqlite(off, many_concurrent_appends).await;
+    on_sqlite(without_group_commit(), many_concurrent_appends).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
