@@ -251,6 +251,11 @@ impl ShardRouter {
 /// are prepared again, a round trip each on PostgreSQL.
 const STATEMENT_CACHE: usize = 1024;
 
+/// Rows a SQLite connection's thread may hand over before it waits for the caller to take
+/// them. sqlx's default (50) makes a batch's 200-row reads ping-pong between that thread
+/// and the runtime every 50 rows.
+const ROW_BUFFER: usize = 1024;
+
 fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
@@ -309,6 +314,7 @@ pub(crate) fn sqlite_options(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .statement_cache_capacity(STATEMENT_CACHE)
+                .row_buffer_size(ROW_BUFFER)
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         });
     opts
