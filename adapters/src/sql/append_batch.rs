@@ -12,7 +12,7 @@
 //! message another process committed before us, and two batches never wait on each other in
 //! a cycle.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use duet_domain::conversations::{Message, NewMessage};
@@ -20,13 +20,12 @@ use duet_domain::events::DurableEvent;
 use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxUpdate};
 use duet_domain::{StoreError, UserId};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
-    Value,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryTrait, Statement, Value,
 };
 use uuid::Uuid;
 
-use super::bulk::{chunks, execute_all, update_by_key};
+use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
@@ -111,26 +110,24 @@ async fn write(
     inline: impl Fn([UserId; 2]) -> bool,
 ) -> Result<Committed, StoreError> {
     let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.0).collect();
-    let mut counters: HashMap<Uuid, Counter> = conversations::Entity::find()
-        .filter(conversations::Column::Id.is_in(ids.iter().copied()))
-        .order_by_asc(conversations::Column::Id)
-        .lock_exclusive()
-        .all(txn)
-        .await
-        .map_err(from_db)?
-        .into_iter()
-        .map(|row| {
-            let counter = Counter {
-                members: [UserId(row.user_lo), UserId(row.user_hi)],
-                loaded_seq: row.last_seq,
-                last_seq: row.last_seq,
-                lo_read: row.lo_read_seq,
-                hi_read: row.hi_read_seq,
-                updated_at: row.updated_at,
-            };
-            (row.id, counter)
-        })
-        .collect();
+    let keys: Vec<Vec<Value>> = ids.iter().map(|id| vec![(*id).into()]).collect();
+    let mut counters: HashMap<Uuid, Counter> =
+        find_by_keys::<conversations::Entity, _>(txn, &["id"], Lock::ForUpdate, &keys)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(|row| {
+                let counter = Counter {
+                    members: [UserId(row.user_lo), UserId(row.user_hi)],
+                    loaded_seq: row.last_seq,
+                    last_seq: row.last_seq,
+                    lo_read: row.lo_read_seq,
+                    hi_read: row.hi_read_seq,
+                    updated_at: row.updated_at,
+                };
+                (row.id, counter)
+            })
+            .collect();
     let mut known = stored_duplicates(txn, batch).await?;
 
     let mut answers = Vec::with_capacity(batch.len());
@@ -210,34 +207,26 @@ async fn write(
 }
 
 /// Messages already stored under a client id of the batch (sent earlier, or by another
-/// process). One disjunct per (conversation, sender) with that pair's client ids: each is
-/// an exact probe of the unique index, where independent IN lists per column would make
-/// the database probe their whole cross product.
+/// process): one exact probe of the idempotency index per distinct key.
 async fn stored_duplicates(
     txn: &DatabaseTransaction,
     batch: &[NewMessage],
 ) -> Result<HashMap<ClientKey, Message>, StoreError> {
-    let mut groups: BTreeMap<(Uuid, Uuid), BTreeSet<&str>> = BTreeMap::new();
-    for m in batch {
-        groups
-            .entry((m.conversation_id.0, m.sender_id.0))
-            .or_default()
-            .insert(m.client_msg_id.as_str());
-    }
-    let mut any = Condition::any();
-    for ((conversation, sender), client_ids) in groups {
-        any = any.add(
-            Condition::all()
-                .add(messages::Column::ConversationId.eq(conversation))
-                .add(messages::Column::SenderId.eq(sender))
-                .add(messages::Column::ClientMsgId.is_in(client_ids)),
-        );
-    }
-    let rows = messages::Entity::find()
-        .filter(any)
-        .all(txn)
-        .await
-        .map_err(from_db)?;
+    let wanted: BTreeSet<ClientKey> = batch.iter().map(client_key).collect();
+    let keys: Vec<Vec<Value>> = wanted
+        .into_iter()
+        .map(|(conversation, sender, client_id)| {
+            vec![conversation.into(), sender.into(), client_id.into()]
+        })
+        .collect();
+    let rows = find_by_keys::<messages::Entity, _>(
+        txn,
+        &["conversation_id", "sender_id", "client_msg_id"],
+        Lock::None,
+        &keys,
+    )
+    .await
+    .map_err(from_db)?;
     Ok(rows
         .into_iter()
         .map(|row| {

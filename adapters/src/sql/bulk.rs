@@ -4,7 +4,7 @@
 //! of statement texts cover every batch size and stay in each connection's prepared-statement
 //! cache.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement, Value};
 
 /// Most rows in one statement (at most 7 binds a row here, far below SQLite's and
 /// PostgreSQL's limits).
@@ -70,6 +70,64 @@ pub(super) fn update_by_key(
         statements.push(Statement::from_sql_and_values(backend, sql, values));
     }
     statements
+}
+
+/// Whether [`find_by_keys`] locks the rows it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lock {
+    /// A plain read.
+    None,
+    /// `FOR UPDATE`, in key order (PostgreSQL; SQLite's write transaction holds the whole
+    /// file already).
+    ForUpdate,
+}
+
+/// The rows of `E` whose `keys` columns equal one of `rows` (each row the keys' values, in
+/// order), read with one statement per chunk:
+///
+/// ```sql
+/// WITH wanted(k1, k2) AS (VALUES (?, ?), ...)
+/// SELECT t.* FROM wanted CROSS JOIN table AS t ON t.k1 = wanted.k1 AND t.k2 = wanted.k2
+/// ```
+///
+/// Each wanted row is one exact probe of the index on `keys` (SQLite's `CROSS JOIN` keeps
+/// `wanted` as the outer loop), and power-of-two chunks keep the statement texts few, so they
+/// stay prepared — where an `OR` of probes or an `IN` list of every length is a new text,
+/// prepared and planned again, almost every batch. With [`Lock::ForUpdate`] the rows are
+/// locked in the order of the first key; give `rows` sorted by it, so that chunks lock in
+/// that order too.
+pub(super) async fn find_by_keys<E: EntityTrait, C: ConnectionTrait>(
+    db: &C,
+    keys: &[&str],
+    lock: Lock,
+    rows: &[Vec<Value>],
+) -> Result<Vec<E::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let table = E::default().table_name().to_owned();
+    let on = keys
+        .iter()
+        .map(|k| format!("t.{k} = wanted.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (join, suffix) = match (backend, lock) {
+        (DbBackend::Postgres, Lock::ForUpdate) => {
+            ("JOIN", format!(" ORDER BY t.{} FOR UPDATE OF t", keys[0]))
+        }
+        (DbBackend::Postgres, Lock::None) => ("JOIN", String::new()),
+        _ => ("CROSS JOIN", String::new()),
+    };
+    let mut found = Vec::new();
+    for chunk in chunks(rows) {
+        let sql = format!(
+            "WITH wanted({}) AS (VALUES {}) SELECT t.* FROM wanted {join} {table} AS t ON {on}{suffix}",
+            keys.join(", "),
+            placeholders(backend, chunk.len(), keys.len()),
+        );
+        let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        let statement = Statement::from_sql_and_values(backend, sql, values);
+        found.extend(E::find().from_raw_sql(statement).all(db).await?);
+    }
+    Ok(found)
 }
 
 /// Runs write statements in order on `db` (a transaction) and returns how many rows they

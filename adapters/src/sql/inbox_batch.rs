@@ -14,13 +14,13 @@ use duet_domain::StoreError;
 use duet_domain::inbox::{FeedEvent, InboxUpdate};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, Value,
+    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryTrait, Statement,
+    Value,
 };
 use uuid::Uuid;
 
 use super::SqlStorage;
-use super::bulk::{chunks, execute_all, update_by_key};
+use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
@@ -99,40 +99,35 @@ pub(super) async fn plan_apply(
 ) -> Result<ApplyPlan, StoreError> {
     let users: BTreeSet<Uuid> = batch.iter().map(|u| u.user.0).collect();
 
-    let mut cursors: HashMap<Uuid, (i64, i64)> = user_feeds::Entity::find()
-        .filter(user_feeds::Column::UserId.is_in(users.iter().copied()))
-        .order_by_asc(user_feeds::Column::UserId)
-        .lock_exclusive()
-        .all(txn)
-        .await
-        .map_err(from_db)?
-        .into_iter()
-        .map(|f| (f.user_id, (f.last_cursor, f.last_cursor)))
-        .collect();
+    let keys: Vec<Vec<Value>> = users.iter().map(|user| vec![(*user).into()]).collect();
+    let mut cursors: HashMap<Uuid, (i64, i64)> =
+        find_by_keys::<user_feeds::Entity, _>(txn, &["user_id"], Lock::ForUpdate, &keys)
+            .await
+            .map_err(from_db)?
+            .into_iter()
+            .map(|f| (f.user_id, (f.last_cursor, f.last_cursor)))
+            .collect();
     let mut seen = applied_before(txn, batch).await?;
-    // One disjunct per (user, conversation): exact primary-key probes, not the cross
-    // product of two IN lists.
     let pairs: BTreeSet<(Uuid, Uuid)> = batch
         .iter()
         .map(|u| (u.user.0, u.event.conversation_id().0))
         .collect();
-    let mut any = Condition::any();
-    for (user, conversation) in pairs {
-        any = any.add(
-            Condition::all()
-                .add(inbox_entries::Column::UserId.eq(user))
-                .add(inbox_entries::Column::ConversationId.eq(conversation)),
-        );
-    }
+    let keys: Vec<Vec<Value>> = pairs
+        .into_iter()
+        .map(|(user, conversation)| vec![user.into(), conversation.into()])
+        .collect();
     let mut entries: HashMap<(Uuid, Uuid), (inbox_entries::Model, bool)> =
-        inbox_entries::Entity::find()
-            .filter(any)
-            .all(txn)
-            .await
-            .map_err(from_db)?
-            .into_iter()
-            .map(|row| ((row.user_id, row.conversation_id), (row, false)))
-            .collect();
+        find_by_keys::<inbox_entries::Entity, _>(
+            txn,
+            &["user_id", "conversation_id"],
+            Lock::None,
+            &keys,
+        )
+        .await
+        .map_err(from_db)?
+        .into_iter()
+        .map(|row| ((row.user_id, row.conversation_id), (row, false)))
+        .collect();
 
     // One stamp for the batch: age order stays cursor order, which pruning relies on.
     let now = duet_domain::clock::now();
@@ -141,7 +136,7 @@ pub(super) async fn plan_apply(
     for update in batch {
         let (user, event) = (update.user, update.event);
         let conversation = event.conversation_id();
-        let identity = (user.0, conversation.0, event.kind(), event.seq());
+        let identity = identity(update);
         if seen.contains(&identity) {
             applied.push(None);
             continue;
@@ -218,54 +213,52 @@ pub(super) async fn plan_apply(
     })
 }
 
-/// Which events of the batch the feeds already hold (a redelivery). One disjunct per
-/// (user, conversation, kind) over the seq range the batch has for it: each is one range
-/// scan of the unique identity index, where independent IN lists per column would make the
-/// database probe their whole cross product.
+/// Which events of the batch the feeds already hold (a redelivery): one exact probe of the
+/// unique identity index per distinct event.
 async fn applied_before(
     txn: &DatabaseTransaction,
     batch: &[&InboxUpdate<'_>],
 ) -> Result<HashSet<Identity>, StoreError> {
-    let mut ranges: BTreeMap<(Uuid, Uuid, &'static str), (i64, i64)> = BTreeMap::new();
-    for u in batch {
-        let key = (u.user.0, u.event.conversation_id().0, u.event.kind());
-        let seq = u.event.seq();
-        let range = ranges.entry(key).or_insert((seq, seq));
-        *range = (range.0.min(seq), range.1.max(seq));
-    }
-    let mut any = Condition::any();
-    for ((user, conversation, kind), (low, high)) in ranges {
-        any = any.add(
-            Condition::all()
-                .add(feed_events::Column::UserId.eq(user))
-                .add(feed_events::Column::ConversationId.eq(conversation))
-                .add(feed_events::Column::Kind.eq(kind))
-                .add(feed_events::Column::Seq.between(low, high)),
-        );
-    }
-    let stored: HashSet<(Uuid, Uuid, String, i64)> = feed_events::Entity::find()
-        .select_only()
-        .column(feed_events::Column::UserId)
-        .column(feed_events::Column::ConversationId)
-        .column(feed_events::Column::Kind)
-        .column(feed_events::Column::Seq)
-        .filter(any)
-        .into_tuple::<(Uuid, Uuid, String, i64)>()
-        .all(txn)
-        .await
-        .map_err(from_db)?
-        .into_iter()
-        .collect();
-    Ok(batch
+    let identities: BTreeSet<Identity> = batch.iter().map(|u| identity(u)).collect();
+    let keys: Vec<Vec<Value>> = identities
         .iter()
-        .map(|u| {
-            let e = u.event;
-            (u.user.0, e.conversation_id().0, e.kind(), e.seq())
+        .map(|(user, conversation, kind, seq)| {
+            vec![
+                (*user).into(),
+                (*conversation).into(),
+                (*kind).into(),
+                (*seq).into(),
+            ]
         })
+        .collect();
+    let stored: HashSet<(Uuid, Uuid, String, i64)> = find_by_keys::<feed_events::Entity, _>(
+        txn,
+        &["user_id", "conversation_id", "kind", "seq"],
+        Lock::None,
+        &keys,
+    )
+    .await
+    .map_err(from_db)?
+    .into_iter()
+    .map(|row| (row.user_id, row.conversation_id, row.kind, row.seq))
+    .collect();
+    Ok(identities
+        .into_iter()
         .filter(|(user, conversation, kind, seq)| {
             stored.contains(&(*user, *conversation, (*kind).to_owned(), *seq))
         })
         .collect())
+}
+
+/// An update's event as the feed identifies it.
+fn identity(update: &InboxUpdate<'_>) -> Identity {
+    let event = update.event;
+    (
+        update.user.0,
+        event.conversation_id().0,
+        event.kind(),
+        event.seq(),
+    )
 }
 
 /// An entry row replaces the stored one: it was folded from it under the feed lock.
