@@ -1,17 +1,15 @@
-//! `--baseline`: after Duet's run, the same rows straight into the server's database, with
-//! the same concurrency and limits, one transaction per message and then batched. Duet's
-//! messages/s over each is the share of the database's raw limit the server reaches.
+//! `--baseline`: after Duet's run, the rows a send writes straight into copies of the server's
+//! tables, with the same concurrency and limits, one transaction per message and then
+//! batched. Duet's messages/s over each is the share of the database's raw limit the server
+//! reaches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chrono::Utc;
-use duet_adapters::sql::baseline::{Baseline, BaselineRow, BaselineTarget};
-use serde_json::json;
+use duet_adapters::sql::baseline::{Baseline, BaselineTarget};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::args::{BaselinePlan, Limits};
 use super::report::{BaselineReport, BaselineRun};
@@ -100,9 +98,13 @@ async fn mode(
             );
             let body = body.to_owned();
             tokio::spawn(async move {
-                let conversation = Uuid::now_v7();
-                let sender = Uuid::now_v7();
-                let mut seq = 0;
+                let mut pair = match baseline.open_pair().await {
+                    Ok(pair) => pair,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
                 while !stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
                     let first = claimed.fetch_add(u64::from(batch), Ordering::Relaxed);
                     let size = match limits.count {
@@ -110,13 +112,8 @@ async fn mode(
                         Some(count) => (count - first).min(u64::from(batch)),
                         None => u64::from(batch),
                     };
-                    let rows: Vec<BaselineRow> = (0..size)
-                        .map(|_| {
-                            seq += 1;
-                            row(conversation, sender, seq, &body)
-                        })
-                        .collect();
-                    if baseline.insert(&rows).await.is_err() {
+                    let size = usize::try_from(size).unwrap_or(usize::MAX);
+                    if baseline.send(&mut pair, size, &body).await.is_err() {
                         errors.fetch_add(1, Ordering::Relaxed);
                         // A busy database is not helped by an immediate retry storm.
                         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -151,32 +148,4 @@ async fn mode(
             0.0
         },
     })
-}
-
-/// A message and outbox row the size Duet writes for the same send.
-fn row(conversation: Uuid, sender: Uuid, seq: i64, body: &str) -> BaselineRow {
-    let message_id = Uuid::now_v7();
-    let created_at = Utc::now();
-    let client_msg_id = format!("baseline-{seq}");
-    let payload = json!({
-        "id": Uuid::now_v7(),
-        "members": [sender, Uuid::nil()],
-        "at": created_at,
-        "body": {"type": "message_created", "message": {
-            "id": message_id, "conversation_id": conversation, "seq": seq,
-            "sender_id": sender, "client_msg_id": client_msg_id, "body": body,
-            "created_at": created_at,
-        }},
-    })
-    .to_string();
-    BaselineRow {
-        message_id,
-        conversation_id: conversation,
-        seq,
-        sender_id: sender,
-        client_msg_id,
-        body: body.to_owned(),
-        payload,
-        created_at,
-    }
 }
