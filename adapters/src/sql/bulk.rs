@@ -59,17 +59,13 @@ pub(super) fn update_by_key(
     for (column, expected) in guards {
         condition.push_str(&format!(" AND {table}.{column} = moved.{expected}"));
     }
-    let mut statements = Vec::new();
-    for chunk in chunks(rows) {
-        let sql = format!(
-            "WITH moved({}) AS (VALUES {}) UPDATE {table} SET {assignments} FROM moved WHERE {condition}",
-            columns.join(", "),
-            placeholders(backend, chunk.len(), columns.len()),
-        );
-        let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        statements.push(Statement::from_sql_and_values(backend, sql, values));
-    }
-    statements
+    with_values(
+        backend,
+        "moved",
+        columns,
+        rows,
+        &format!("UPDATE {table} SET {assignments} FROM moved WHERE {condition}"),
+    )
 }
 
 /// Whether [`find_by_keys`] locks the rows it reads.
@@ -116,15 +112,9 @@ pub(super) async fn find_by_keys<E: EntityTrait, C: ConnectionTrait>(
         (DbBackend::Postgres, Lock::None) => ("JOIN", String::new()),
         _ => ("CROSS JOIN", String::new()),
     };
+    let select = format!("SELECT t.* FROM wanted {join} {table} AS t ON {on}{suffix}");
     let mut found = Vec::new();
-    for chunk in chunks(rows) {
-        let sql = format!(
-            "WITH wanted({}) AS (VALUES {}) SELECT t.* FROM wanted {join} {table} AS t ON {on}{suffix}",
-            keys.join(", "),
-            placeholders(backend, chunk.len(), keys.len()),
-        );
-        let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        let statement = Statement::from_sql_and_values(backend, sql, values);
+    for statement in with_values(backend, "wanted", keys, rows, &select) {
         found.extend(E::find().from_raw_sql(statement).all(db).await?);
     }
     Ok(found)
@@ -146,6 +136,28 @@ pub(super) async fn execute_all<C: ConnectionTrait>(
         changed += db.execute_raw(statement).await?.rows_affected();
     }
     Ok(changed)
+}
+
+/// One statement per chunk of `rows`: `WITH name(columns) AS (VALUES …) body`, the chunk's
+/// values bound in order.
+fn with_values(
+    backend: DbBackend,
+    name: &str,
+    columns: &[&str],
+    rows: &[Vec<Value>],
+    body: &str,
+) -> Vec<Statement> {
+    chunks(rows)
+        .map(|chunk| {
+            let sql = format!(
+                "WITH {name}({}) AS (VALUES {}) {body}",
+                columns.join(", "),
+                placeholders(backend, chunk.len(), columns.len()),
+            );
+            let values: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            Statement::from_sql_and_values(backend, sql, values)
+        })
+        .collect()
 }
 
 /// `(?, ?), (?, ?)` (SQLite) or `($1, $2), ($3, $4)` (PostgreSQL).
