@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use anyhow::Context;
+use duet_adapters::sql::GROUP_COMMIT_PHASE_SECONDS;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -19,6 +20,11 @@ pub const HTTP_DURATION: &str = "duet_http_request_duration_seconds";
 /// Latency buckets in seconds, from a cache hit to a slow argon2 login.
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Group commit phase buckets in seconds, from a cached statement to a slow fsync.
+const PHASE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` if set, else `telemetry.log_level`;
@@ -60,6 +66,12 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Only an empty bucket list is refused, and ours is a non-empty constant.
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), DURATION_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        Matcher::Full(GROUP_COMMIT_PHASE_SECONDS.into()),
+                        PHASE_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new())
                 .build_recorder();
             let handle = recorder.handle();
@@ -85,6 +97,12 @@ fn describe_metrics() {
     metrics::describe_counter!(
         "duet_messages_sent_total",
         "Messages stored (retries that return the original are not counted)."
+    );
+    metrics::describe_histogram!(
+        GROUP_COMMIT_PHASE_SECONDS,
+        metrics::Unit::Seconds,
+        "Time a group commit batch spends per phase: begin (connection and BEGIN), read \
+         (locks, duplicates, inbox state), write, commit (COMMIT and its fsync)."
     );
     metrics::describe_gauge!(
         "duet_live_connections",

@@ -77,8 +77,10 @@ pub(super) async fn append_batch(
     batch: &[NewMessage],
     inline: impl Fn([UserId; 2]) -> bool,
 ) -> Result<Committed, BatchFailure> {
+    let mut phases = Phases::start();
     let txn = begin_write(db).await.map_err(BatchFailure::Statement)?;
-    let committed = match write(&txn, batch, inline).await {
+    phases.end("begin");
+    let committed = match write(&txn, batch, inline, &mut phases).await {
         Ok(committed) => committed,
         Err(err) => {
             // Dropping the transaction would roll back too; saying so frees the connection
@@ -90,8 +92,36 @@ pub(super) async fn append_batch(
     txn.commit()
         .await
         .map_err(|e| BatchFailure::Commit(from_db(e)))?;
+    phases.end("commit");
     Ok(committed)
 }
+
+/// Where a batch's time goes, as `duet_group_commit_phase_seconds{phase}`: taking the
+/// connection and beginning (`begin`), the reads and the plan (`read`), the writes
+/// (`write`), and `COMMIT` with its fsync (`commit`). A batch that fails records the phases
+/// it finished.
+struct Phases {
+    since: std::time::Instant,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Records the time since the previous phase ended as `phase`.
+    fn end(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        metrics::histogram!(PHASE_SECONDS, "phase" => phase)
+            .record(now.duration_since(self.since).as_secs_f64());
+        self.since = now;
+    }
+}
+
+/// The histogram [`Phases`] records.
+pub const PHASE_SECONDS: &str = "duet_group_commit_phase_seconds";
 
 /// A conversation as the batch sees it: its members and the positions it moves.
 struct Counter {
@@ -108,6 +138,7 @@ async fn write(
     txn: &DatabaseTransaction,
     batch: &[NewMessage],
     inline: impl Fn([UserId; 2]) -> bool,
+    phases: &mut Phases,
 ) -> Result<Committed, StoreError> {
     let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.0).collect();
     let keys: Vec<Vec<Value>> = ids.iter().map(|id| vec![(*id).into()]).collect();
@@ -193,7 +224,9 @@ async fn write(
         Some(plan) => (plan.statements, plan.rows, plan.applied),
         None => (Vec::new(), 0, Vec::new()),
     };
+    phases.end("read");
     write_all(txn, &counters, &messages, &queued, inbox_writes, inbox_rows).await?;
+    phases.end("write");
     let delivered = updates
         .iter()
         .zip(applied)

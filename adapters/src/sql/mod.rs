@@ -24,6 +24,7 @@ mod router;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
 use duet_domain::events::LiveBus;
 pub use group_commit::GroupCommitOptions;
 pub use router::{Route, Shard, ShardRouter};

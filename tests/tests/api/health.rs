@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 
-use crate::helpers::{TestApp, metric_sum, spawn_app};
+use crate::helpers::{TestApp, metric_sum, metric_sum_where, spawn_app};
 
 /// Set in the child process that runs the isolated metrics test.
 const ISOLATED: &str = "DUET_TESTS_ISOLATED_METRICS";
@@ -135,6 +135,21 @@ async fn isolated_messages_sent_total_is_exact() {
         Some(3.0),
         "a replay or a refusal was counted:\n{after}"
     );
+    // Every committed batch records each of its phases once; these sends made at least one
+    // (group commit is on in every profile).
+    let phase = |name: &str| {
+        metric_sum_where(
+            &after,
+            "duet_group_commit_phase_seconds_count",
+            Some(&format!("phase=\"{name}\"")),
+        )
+        .unwrap_or(0.0)
+    };
+    let commits = phase("commit");
+    assert!(commits >= 1.0, "no batch committed:\n{after}");
+    for name in ["begin", "read", "write"] {
+        assert_eq!(phase(name), commits, "phase {name}:\n{after}");
+    }
     // 2 registrations, 2 logins, 1 open, 5 sends and the first /metrics at least.
     let requests = metric_sum(&after, "duet_http_requests_total").unwrap_or(0.0);
     assert!(

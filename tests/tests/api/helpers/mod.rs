@@ -37,7 +37,7 @@ pub use http::Reply;
 pub use metrics::metric_sum;
 #[allow(
     unused_imports,
-    reason = "used by the replica tests, which share these helpers"
+    reason = "used by this suite and the replica tests, not by every binary sharing these helpers"
 )]
 pub use metrics::metric_sum_where;
 #[allow(
