@@ -151,6 +151,21 @@ impl Client {
         finish(self.http.get(url).bearer_auth(token)).await
     }
 
+    /// The server's Prometheus page, or `None` when it cannot be read (the run goes on
+    /// without the figures it gives).
+    pub async fn metrics(&self) -> Option<String> {
+        let response = self
+            .http
+            .get(self.url("/metrics").ok()?)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
+    }
+
     fn messages_url(&self, conversation_id: &str) -> Result<Url, String> {
         self.url(&format!("/v1/conversations/{conversation_id}/messages"))
             .map_err(|_| "bad url".to_owned())

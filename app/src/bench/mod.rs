@@ -7,6 +7,7 @@
 //!   latency from the due time, see [`schedule`]).
 //! - [`recorder`]: histograms and counters both sides write to.
 //! - [`server`]: the local server's CPU time and memory from /proc.
+//! - [`writer`]: the server's group-commit batches and their phases, from its /metrics.
 //! - [`baseline`]: the same rows inserted straight into the server's database.
 //! - [`report`]: the table and the JSON.
 
@@ -20,6 +21,7 @@ pub mod schedule;
 pub mod server;
 pub mod setup;
 pub mod socket;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;
@@ -118,6 +120,9 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
         recorder: recorder.clone(),
         reads_per_send: plan.reads_per_send,
     });
+    // The loops take the workload; its client reads /metrics again afterwards.
+    let metrics_client = workload.clone();
+    let metrics_before = metrics_client.client.metrics().await;
     let before = plan.server_pid.map(server::sample).transpose()?;
     let progress = progress_bar(plan, recorder.clone());
     let elapsed = match plan.pacing {
@@ -130,6 +135,10 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
         } => load::open_loop(workload, rate, max_in_flight, plan.limits, stop.clone()).await,
     };
     let after = plan.server_pid.map(server::sample).transpose()?;
+    let group_commit = match (metrics_before, metrics_client.client.metrics().await) {
+        (Some(before), Some(after)) => writer::GroupCommitUsage::between(&before, &after),
+        _ => None,
+    };
     progress.finish_and_clear();
 
     let interrupted = stop.is_cancelled();
@@ -194,6 +203,7 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
             .server_pid
             .zip(before.zip(after))
             .map(|(pid, (before, after))| server_usage(pid, before, after, elapsed, acknowledged)),
+        group_commit,
         baseline,
     };
     if let Some(path) = &plan.json {

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::writer::GroupCommitUsage;
+
 /// Latencies are recorded in microseconds, up to an hour, to three significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
@@ -123,6 +125,9 @@ pub struct Report {
     /// Stopped by Ctrl-C: the figures cover what ran.
     pub interrupted: bool,
     pub server: Option<ServerUsage>,
+    /// The server's group-commit batches over the sending phase (from its /metrics).
+    #[serde(default)]
+    pub group_commit: Option<GroupCommitUsage>,
     pub baseline: Option<BaselineReport>,
 }
 
@@ -240,6 +245,19 @@ impl Report {
                 server.rss_after_kib as f64 / 1024.0
             );
         }
+        if let Some(usage) = &self.group_commit {
+            let _ = writeln!(
+                out,
+                "group commit          {} batches of {:.1} sends on average; per batch: begin {:.2} ms, \
+                 read {:.2} ms, write {:.2} ms, commit {:.2} ms",
+                usage.batches,
+                usage.mean_batch_size,
+                usage.begin_ms,
+                usage.read_ms,
+                usage.write_ms,
+                usage.commit_ms
+            );
+        }
         if let Some(baseline) = &self.baseline {
             let _ = writeln!(
                 out,
@@ -339,6 +357,14 @@ mod tests {
             unmatched_deliveries: 0,
             interrupted: false,
             server: None,
+            group_commit: Some(GroupCommitUsage {
+                batches: 250,
+                mean_batch_size: 4.0,
+                begin_ms: 0.5,
+                read_ms: 1.25,
+                write_ms: 2.0,
+                commit_ms: 3.5,
+            }),
             baseline: Some(BaselineReport {
                 database: "sqlite".into(),
                 per_message: BaselineRun {
@@ -373,6 +399,9 @@ mod tests {
             "http 503: 2",
             "1 missing",
             "Duet = 25.0% of it",
+            "250 batches of 4.0 sends",
+            "read 1.25 ms",
+            "commit 3.50 ms",
         ] {
             assert!(
                 table.contains(expected),
