@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::sample_sum;
+
 /// The group-commit writers' work over the sending phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupCommitUsage {
@@ -30,8 +32,8 @@ impl GroupCommitUsage {
     /// committed in between (group commit off, or a server without these metrics).
     pub fn between(before: &str, after: &str) -> Option<Self> {
         let delta = |metric: &str, label: Option<&str>| {
-            sample(after, metric, label).unwrap_or(0.0)
-                - sample(before, metric, label).unwrap_or(0.0)
+            sample_sum(after, metric, label).unwrap_or(0.0)
+                - sample_sum(before, metric, label).unwrap_or(0.0)
         };
         let count = |phase: &str| delta(&format!("{PHASES}_count"), Some(&label(phase)));
         let batches = count("commit");
@@ -65,26 +67,6 @@ impl GroupCommitUsage {
 
 fn label(phase: &str) -> String {
     format!("phase=\"{phase}\"")
-}
-
-/// The sum of the samples of `metric` on a Prometheus text page whose labels include
-/// `label` (all of its samples when `None`); `None` when it has none.
-fn sample(page: &str, metric: &str, label: Option<&str>) -> Option<f64> {
-    let values: Vec<f64> = page
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let rest = line.strip_prefix(metric)?;
-            let labels = match rest.strip_prefix('{') {
-                Some(rest) => rest.split_once('}')?.0,
-                None if rest.starts_with(' ') => "",
-                None => return None,
-            };
-            let wanted = label.is_none_or(|l| labels.split(',').any(|have| have == l));
-            wanted.then(|| line.rsplit(' ').next()?.parse().ok())?
-        })
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 #[cfg(test)]
@@ -134,16 +116,6 @@ mod tests {
         assert_eq!(
             GroupCommitUsage::between("", "duet_http_requests_total 3\n"),
             None
-        );
-    }
-
-    #[test]
-    fn a_metric_is_not_confused_with_a_longer_name_it_prefixes() {
-        let page =
-            "duet_group_commit_batch_size_sum 40\nduet_group_commit_batch_size_sum_extra 1\n";
-        assert_eq!(
-            sample(page, "duet_group_commit_batch_size_sum", None),
-            Some(40.0)
         );
     }
 }

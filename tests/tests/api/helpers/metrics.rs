@@ -24,19 +24,5 @@ pub fn metric_sum(page: &str, metric: &str) -> Option<f64> {
 /// `target="replica"`), or of all its samples when `label` is `None`; `None` when there is
 /// no such sample.
 pub fn metric_sum_where(page: &str, metric: &str, label: Option<&str>) -> Option<f64> {
-    let samples: Vec<f64> = page
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let rest = line.strip_prefix(metric)?;
-            let labels = match rest.strip_prefix('{') {
-                Some(rest) => rest.split_once('}')?.0,
-                None if rest.starts_with(' ') => "",
-                None => return None,
-            };
-            let wanted = label.is_none_or(|l| labels.split(',').any(|have| have == l));
-            wanted.then(|| line.rsplit(' ').next()?.parse().ok())?
-        })
-        .collect();
-    (!samples.is_empty()).then(|| samples.iter().sum())
+    duet::telemetry::sample_sum(page, metric, label)
 }
