@@ -120,9 +120,8 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
         recorder: recorder.clone(),
         reads_per_send: plan.reads_per_send,
     });
-    // The loops take the workload; its client reads /metrics again afterwards.
-    let metrics_client = workload.clone();
-    let metrics_before = metrics_client.client.metrics().await;
+    let metrics_client = workload.client.clone();
+    let metrics_before = metrics_client.metrics().await;
     let before = plan.server_pid.map(server::sample).transpose()?;
     let progress = progress_bar(plan, recorder.clone());
     let elapsed = match plan.pacing {
@@ -135,7 +134,7 @@ pub async fn run(plan: &Plan, stop: CancellationToken) -> anyhow::Result<Report>
         } => load::open_loop(workload, rate, max_in_flight, plan.limits, stop.clone()).await,
     };
     let after = plan.server_pid.map(server::sample).transpose()?;
-    let group_commit = match (metrics_before, metrics_client.client.metrics().await) {
+    let group_commit = match (metrics_before, metrics_client.metrics().await) {
         (Some(before), Some(after)) => writer::GroupCommitUsage::between(&before, &after),
         _ => None,
     };
