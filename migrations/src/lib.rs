@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
 mod m20261201_000001_outbox_dead_letters;
+mod m20261201_000002_feed_identity_by_conversation;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261201_000001_outbox_dead_letters::Migration),
+            Box::new(m20261201_000002_feed_identity_by_conversation::Migration),
         ]
     }
 }
