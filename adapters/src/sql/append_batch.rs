@@ -29,7 +29,7 @@ use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
-use super::inbox_batch::plan_apply;
+use super::inbox_batch::{Origin, plan_apply};
 
 /// What one append of the batch comes to.
 #[derive(Debug)]
@@ -216,7 +216,7 @@ async fn write(
     let plan = if refs.is_empty() {
         None
     } else {
-        Some(plan_apply(txn, &refs).await?)
+        Some(plan_apply(txn, &refs, Origin::SameTransaction).await?)
     };
     let messages: Vec<&Message> = created.iter().map(|(message, _)| message).collect();
     let queued: Vec<&DurableEvent> = queued.into_iter().map(|(_, event)| event).collect();

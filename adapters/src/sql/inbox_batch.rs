@@ -77,7 +77,7 @@ async fn apply_in_txn(
     txn: &DatabaseTransaction,
     batch: &[&InboxUpdate<'_>],
 ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
-    let plan = plan_apply(txn, batch).await?;
+    let plan = plan_apply(txn, batch, Origin::Delivered).await?;
     execute_all(txn, plan.statements).await.map_err(from_db)?;
     Ok(plan.applied)
 }
@@ -92,10 +92,22 @@ pub(super) struct ApplyPlan {
     pub applied: Vec<Option<FeedEvent>>,
 }
 
+/// Where a batch of inbox updates comes from, which decides whether a feed can already hold
+/// one of its events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// Handed over by the relay or a consumer: it may be a redelivery.
+    Delivered,
+    /// Created by the transaction applying them (an inline delivery): each event's seq was
+    /// assigned in this transaction, so no feed can hold it yet and there is nothing to probe.
+    SameTransaction,
+}
+
 /// Plans applying `batch` in `txn`. Locks the touched feed rows, in user order, first.
 pub(super) async fn plan_apply(
     txn: &DatabaseTransaction,
     batch: &[&InboxUpdate<'_>],
+    origin: Origin,
 ) -> Result<ApplyPlan, StoreError> {
     let users: BTreeSet<Uuid> = batch.iter().map(|u| u.user.0).collect();
 
@@ -107,7 +119,10 @@ pub(super) async fn plan_apply(
             .into_iter()
             .map(|f| (f.user_id, (f.last_cursor, f.last_cursor)))
             .collect();
-    let mut seen = applied_before(txn, batch).await?;
+    let mut seen = match origin {
+        Origin::Delivered => applied_before(txn, batch).await?,
+        Origin::SameTransaction => HashSet::new(),
+    };
     let pairs: BTreeSet<(Uuid, Uuid)> = batch
         .iter()
         .map(|u| (u.user.0, u.event.conversation_id().0))
@@ -277,4 +292,93 @@ fn upsert_entry() -> OnConflict {
         inbox_entries::Column::UpdatedAt,
     ])
     .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use duet_domain::accounts::{AccountStore, Handle, NewUser, User};
+    use duet_domain::conversations::Message;
+    use duet_domain::events::DurableEvent;
+    use duet_domain::inbox::{FeedEventBody, InboxStore, InboxUpdate, Replay};
+    use duet_domain::{ConversationId, MessageId, UserId, clock};
+
+    use crate::sql::{SqlBackend, SqlOptions, SqlStorage};
+
+    async fn user(storage: &SqlStorage, handle: &str) -> UserId {
+        let user = User {
+            id: UserId::generate(),
+            handle: Handle::parse(handle).expect("a valid handle"),
+            display_name: handle.to_owned(),
+            created_at: clock::now(),
+        };
+        let id = user.id;
+        storage
+            .create_user(NewUser {
+                user,
+                password_hash: "not a real hash".to_owned(),
+            })
+            .await
+            .expect("creates the user");
+        id
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_is_applied_once_to_each_feed() {
+        let dir = std::env::temp_dir().join(format!("duet-redelivery-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let storage = SqlStorage::connect(SqlOptions {
+            backend: SqlBackend::Sqlite {
+                path: dir.join("duet.db"),
+                synchronous_full: false,
+                read_connections: 1,
+            },
+            logical_shards: 4,
+        })
+        .await
+        .expect("opens");
+        storage.migrate().await.expect("migrates");
+        let (alice, bob) = (user(&storage, "alice").await, user(&storage, "bob").await);
+        let conversation = ConversationId::between(alice, bob);
+        let event = |seq| {
+            let message = Message {
+                id: MessageId::generate(),
+                conversation_id: conversation,
+                seq,
+                sender_id: alice,
+                client_msg_id: format!("m{seq}"),
+                body: "hello".to_owned(),
+                created_at: clock::now(),
+            };
+            DurableEvent::new(
+                [alice, bob],
+                FeedEventBody::MessageCreated { message },
+                clock::now(),
+            )
+        };
+        let (first, second) = (event(1), event(2));
+
+        let once: Vec<InboxUpdate<'_>> = InboxUpdate::for_members(&first).into();
+        let applied = storage.apply_many(&once).await.expect("applies");
+        assert!(applied.iter().all(Option::is_some), "{applied:?}");
+        // The relay hands the same event over again, now beside a new one.
+        let again: Vec<InboxUpdate<'_>> = InboxUpdate::for_members(&first)
+            .into_iter()
+            .chain(InboxUpdate::for_members(&second))
+            .collect();
+        let applied = storage.apply_many(&again).await.expect("applies again");
+        let fresh: Vec<bool> = applied.iter().map(Option::is_some).collect();
+        assert_eq!(fresh, [false, false, true, true]);
+
+        for member in [alice, bob] {
+            let Replay::Events(events) = storage.replay(member, 0, 10).await.expect("replays")
+            else {
+                panic!("a feed that was never pruned replays");
+            };
+            let cursors: Vec<i64> = events.iter().map(|e| e.cursor).collect();
+            let seqs: Vec<i64> = events.iter().map(|e| e.body.seq()).collect();
+            assert_eq!((cursors, seqs), (vec![1, 2], vec![1, 2]), "{member}'s feed");
+        }
+        storage.close().await;
+        std::fs::remove_dir_all(&dir).expect("cleans up");
+    }
 }
