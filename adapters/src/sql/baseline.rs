@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use super::bulk::update_by_key;
 use super::errors::{from_db, from_json};
+use super::router::{SqliteRole, sqlite_options};
 
 /// Where the baseline writes, parsed from a database URL or a SQLite path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -525,7 +526,7 @@ fn connect_options(target: &BaselineTarget, writers: u32) -> ConnectOptions {
             // Opened as the server opens its writer. `mode=rw`: the server's file must exist;
             // a typo should fail, not create one.
             let url = format!("sqlite://{}?mode=rw", path.display());
-            super::router::sqlite_options(&url, 1, *synchronous_full)
+            sqlite_options(&url, 1, *synchronous_full, SqliteRole::Writer)
         }
     }
 }
@@ -616,7 +617,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("baseline.db");
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let db = Database::connect(super::super::router::sqlite_options(&url, 1, true))
+        let db = Database::connect(sqlite_options(&url, 1, true, SqliteRole::Writer))
             .await
             .expect("opens");
         let target = BaselineTarget::Sqlite {
