@@ -59,6 +59,8 @@ pub(super) type Reply = Result<Option<Appended>, StoreError>;
 struct Request {
     message: NewMessage,
     reply: oneshot::Sender<Reply>,
+    /// When the caller queued it: `max_delay` counts from here.
+    queued: Instant,
 }
 
 /// The sending side of one database's writer task. Dropping every clone stops the task.
@@ -118,7 +120,11 @@ impl GroupCommitter {
     pub(super) async fn append(&self, message: NewMessage) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request { message, reply })
+            .send(Request {
+                message,
+                reply,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -148,9 +154,11 @@ impl Writer {
     }
 
     /// Fills `batch` up to `max_batch`: first with what is already waiting, then with what
-    /// arrives before `max_delay` runs out.
+    /// arrives before `max_delay` has passed since the first append was queued. Under load
+    /// the first one queued while the previous batch committed, so its wait is already over
+    /// and the batch goes as it is, instead of waiting `max_delay` more each round.
     async fn gather(&self, receiver: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
-        let deadline = Instant::now() + self.options.max_delay;
+        let deadline = batch[0].queued + self.options.max_delay;
         while batch.len() < self.options.max_batch {
             match receiver.try_recv() {
                 Ok(request) => batch.push(request),
