@@ -333,7 +333,8 @@ pub(crate) fn sqlite_options(
                 .foreign_keys(true)
                 .statement_cache_capacity(STATEMENT_CACHE)
                 .row_buffer_size(ROW_BUFFER)
-                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+                .pragma("temp_store", "memory");
             match role {
                 SqliteRole::Writer => o.pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
                 SqliteRole::Reader => o,
