@@ -10,6 +10,8 @@ WORKDIR /src
 # Dependencies first, from the manifests and empty crates only: this layer is reused until a
 # Cargo.toml or Cargo.lock changes, so editing code does not rebuild every dependency.
 COPY Cargo.toml Cargo.lock ./
+# Patched dependencies (`[patch.crates-io]`), built with the others.
+COPY vendor/ vendor/
 COPY domain/Cargo.toml domain/
 COPY adapters/Cargo.toml adapters/
 COPY migrations/Cargo.toml migrations/
