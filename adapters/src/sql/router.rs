@@ -308,7 +308,9 @@ pub(crate) enum SqliteRole {
 
 /// How every SQLite connection is opened (the server's and the bench baseline's): WAL,
 /// `synchronous` FULL or NORMAL, a busy timeout, foreign keys, the statement cache, rarer
-/// WAL checkpoints, and for a writer a larger page cache.
+/// WAL checkpoints, statement journals and temp tables in memory (SQLite's default is a temp
+/// file, written on every multi-row statement in a transaction), and for a writer a larger
+/// page cache.
 pub(crate) fn sqlite_options(
     url: &str,
     connections: u32,
