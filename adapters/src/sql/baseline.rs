@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::bulk::update_by_key;
 use super::errors::{from_db, from_json};
-use super::router::{SqliteRole, sqlite_options};
+use super::router::{PING_IF_IDLE_FOR, SqliteRole, sqlite_options};
 
 /// Where the baseline writes, parsed from a database URL or a SQLite path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -516,6 +516,7 @@ fn connect_options(target: &BaselineTarget, writers: u32) -> ConnectOptions {
                 .min_connections(1)
                 .connect_timeout(Duration::from_secs(3))
                 .acquire_timeout(Duration::from_secs(30))
+                .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
                 .sqlx_logging(false);
             opts
         }

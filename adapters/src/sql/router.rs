@@ -256,6 +256,13 @@ const STATEMENT_CACHE: usize = 1024;
 /// and the runtime every 50 rows.
 const ROW_BUFFER: usize = 1024;
 
+/// A pooled connection idle this long is pinged before it is handed out; a busier one is not.
+/// sqlx's default pings on every acquire, a round trip to the database (on SQLite, to the
+/// connection's thread) before each transaction or query, on top of the ping it already
+/// makes when the connection is returned. A connection that broke while in use fails that
+/// return ping and is closed then.
+pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
 fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(max_connections)
@@ -263,6 +270,7 @@ fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptio
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(if lazy { 2 } else { 5 }))
         .connect_lazy(lazy)
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .map_sqlx_postgres_opts(|o| o.statement_cache_capacity(STATEMENT_CACHE));
     opts
@@ -321,6 +329,7 @@ pub(crate) fn sqlite_options(
     opts.max_connections(connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(move |o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
