@@ -229,19 +229,38 @@ fn server_usage(
     elapsed: Duration,
     acknowledged: u64,
 ) -> report::ServerUsage {
-    let cpu_secs = (after.cpu_secs - before.cpu_secs).max(0.0);
-    report::ServerUsage {
-        pid,
-        cpu_secs,
-        cpu_cores: cpu_secs / elapsed.as_secs_f64().max(f64::EPSILON),
-        cpu_us_per_message: if acknowledged > 0 {
+    let wall_secs = elapsed.as_secs_f64().max(f64::EPSILON);
+    let per_message = |cpu_secs: f64| {
+        if acknowledged > 0 {
             cpu_secs * 1e6 / acknowledged as f64
         } else {
             0.0
-        },
+        }
+    };
+    let cpu_secs = (after.cpu_secs - before.cpu_secs).max(0.0);
+    let busiest_thread =
+        server::busiest_thread(&before, &after).map(|(thread, cpu_secs)| report::ThreadUsage {
+            name: thread.name.clone(),
+            cpu_cores: cpu_secs / wall_secs,
+            cpu_us_per_message: per_message(cpu_secs),
+        });
+    let machine = before
+        .machine
+        .zip(after.machine)
+        .map(|(before, after)| report::MachineUsage {
+            busy_cores: (after.busy_secs - before.busy_secs).max(0.0) / wall_secs,
+            cores: (after.total_secs - before.total_secs).max(0.0) / wall_secs,
+        });
+    report::ServerUsage {
+        pid,
+        cpu_secs,
+        cpu_cores: cpu_secs / wall_secs,
+        cpu_us_per_message: per_message(cpu_secs),
         peak_rss_kib: after.peak_rss_kib,
         rss_before_kib: before.rss_kib,
         rss_after_kib: after.rss_kib,
+        busiest_thread,
+        machine,
     }
 }
 

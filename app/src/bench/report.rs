@@ -55,6 +55,29 @@ pub struct ServerUsage {
     pub peak_rss_kib: u64,
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    /// Its thread that spent the most CPU time while the bench was sending.
+    #[serde(default)]
+    pub busiest_thread: Option<ThreadUsage>,
+    /// The whole machine over the same time, every process counted (this bench too).
+    #[serde(default)]
+    pub machine: Option<MachineUsage>,
+}
+
+/// One thread's CPU time over the sending phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadUsage {
+    pub name: String,
+    pub cpu_cores: f64,
+    pub cpu_us_per_message: f64,
+}
+
+/// The machine's CPU over the sending phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineUsage {
+    /// Cores kept busy on average, by every process.
+    pub busy_cores: f64,
+    /// Cores the machine has (busy and idle time over the wall time).
+    pub cores: f64,
 }
 
 /// One baseline mode's result.
@@ -244,6 +267,20 @@ impl Report {
                 server.peak_rss_kib as f64 / 1024.0,
                 server.rss_after_kib as f64 / 1024.0
             );
+            if let Some(thread) = &server.busiest_thread {
+                let _ = writeln!(
+                    out,
+                    "  busiest thread      {}: {:.2} cores ({:.0} µs/message)",
+                    thread.name, thread.cpu_cores, thread.cpu_us_per_message
+                );
+            }
+            if let Some(machine) = &server.machine {
+                let _ = writeln!(
+                    out,
+                    "machine               {:.2} of {:.0} cores busy (every process, this bench too)",
+                    machine.busy_cores, machine.cores
+                );
+            }
         }
         if let Some(usage) = &self.group_commit {
             let _ = writeln!(

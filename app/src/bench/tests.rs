@@ -143,7 +143,24 @@ async fn two_hundred_messages_are_all_acknowledged_delivered_and_reported() {
         parsed.send_latency.p50_us > 0 && parsed.send_latency.max_us >= parsed.send_latency.p99_us
     );
     assert!(parsed.messages_per_sec > 0.0);
-    assert!(parsed.server.is_some_and(|s| s.peak_rss_kib > 0));
+    let server = parsed.server.clone().expect("the server's usage");
+    assert!(server.peak_rss_kib > 0);
+    // The server runs in this process: its busiest thread did part of the process's work
+    // (give or take a clock tick or two: the process and its threads are read one after the
+    // other), and the machine was busy.
+    let busiest = server.busiest_thread.expect("a busiest thread");
+    let busiest_secs = busiest.cpu_cores * parsed.elapsed_secs;
+    assert!(
+        !busiest.name.is_empty() && busiest_secs <= server.cpu_secs + 0.05,
+        "{busiest:?}"
+    );
+    let machine = server.machine.expect("the machine's CPU");
+    assert!(machine.cores >= machine.busy_cores && machine.busy_cores > 0.0);
+    let table = parsed.table();
+    assert!(
+        table.contains("busiest thread") && table.contains("cores busy"),
+        "{table}"
+    );
     let baseline = parsed.baseline.expect("a baseline");
     assert_eq!(baseline.per_message.inserted, 200);
     assert_eq!(baseline.batched.inserted, 200);
