@@ -100,8 +100,7 @@ impl NatsOptions {
         format!("{}.events.{partition}", self.subject_prefix)
     }
 
-    /// Every event subject, the stream's filter; also the filter of the consumer of the layout
-    /// before partitions.
+    /// Every event subject: the stream's filter.
     pub(super) fn all_events_subject(&self) -> String {
         format!("{}.events.>", self.subject_prefix)
     }

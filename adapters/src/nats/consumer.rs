@@ -9,20 +9,16 @@
 //! were published, whichever process applies them. Every process pulls from every partition,
 //! so any of them takes over a partition another one stops serving.
 
-use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
-use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::jetstream::{AckKind, Message};
 use duet_domain::StoreError;
 use duet_domain::events::{DurableEvent, EventHandler};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -46,8 +42,6 @@ const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// restarted without its store, or the stream deleted) within two of them, when nothing else
 /// did.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
-/// How often a process looks for events published before the partitions existed.
-const SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// Applies events from the stream with an [`EventHandler`]. Every process runs one; they
 /// share the partitions' durable consumers, so the server hands each event to one of them, and
@@ -98,7 +92,6 @@ impl DeliveryConsumer {
                 shutdown.clone(),
             ));
         }
-        loops.spawn(Arc::clone(&self.shared).sweep(shutdown.clone()));
         while let Some(done) = loops.join_next().await {
             if let Err(err) = done {
                 tracing::error!(error = %err, "a partition's delivery loop panicked");
@@ -201,8 +194,7 @@ impl Shared {
             Ok(consumer) => Ok(consumer),
             Err(err) => {
                 // The stream may be gone (NATS restarted without its store) or never made
-                // (NATS was down when this process started), or the consumer of the layout
-                // before partitions still claims every subject.
+                // (NATS was down when this process started).
                 tracing::debug!(partition, error = %err, "setting up the stream again");
                 self.prepare(attempted).await?;
                 self.create_consumer(partition).await.map_err(unavailable)
@@ -232,153 +224,15 @@ impl Shared {
             .await
     }
 
-    /// Sets up the stream and removes the consumer of the layout before partitions, unless
-    /// that was done after `since` already (by another partition's loop).
+    /// Sets up the stream, unless that was done after `since` already (by another
+    /// partition's loop).
     async fn prepare(&self, since: Instant) -> Result<(), StoreError> {
         let mut prepared = self.prepared.lock().await;
         if prepared.is_some_and(|at| at >= since) {
             return Ok(());
         }
         self.nats.ensure_stream().await?;
-        self.remove_unpartitioned_consumer().await?;
         *prepared = Some(Instant::now());
-        drop(prepared);
-        if let Err(err) = self.move_unpartitioned_events().await {
-            // The sweep tries again later; delivery of the partitions does not wait for it.
-            tracing::warn!(
-                error = format!("{err:#}"),
-                "could not move unpartitioned events"
-            );
-        }
-        Ok(())
-    }
-
-    /// Checks every [`SWEEP_PERIOD`] for events on subjects of the layout before partitions
-    /// (`{prefix}.events.{conversation}`), which no partition's consumer reads, and moves them:
-    /// processes of the earlier version may still publish there during a rolling deploy.
-    async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(SWEEP_PERIOD) => {}
-            }
-            if let Err(err) = self.move_unpartitioned_events().await {
-                tracing::debug!(
-                    error = format!("{err:#}"),
-                    "could not look for unpartitioned events"
-                );
-            }
-        }
-    }
-
-    /// Republishes each event stored on a subject that is not a partition's (published by a
-    /// process of an earlier version) to its partition, oldest first, then deletes it from the
-    /// old subject. Processes doing it at once publish each event once between them (the moved
-    /// copy has an id of its own for the duplicate window), and the handler is idempotent. A
-    /// moved event lands behind the events of its partition already in the stream.
-    async fn move_unpartitioned_events(&self) -> Result<usize, StoreError> {
-        let options = self.nats.options();
-        let stream = self
-            .nats
-            .jetstream()
-            .get_stream(&options.stream)
-            .await
-            .map_err(unavailable)?;
-        let events_prefix = format!("{}.events.", options.subject_prefix);
-        let partition_subjects: HashSet<String> = (0..options.partitions)
-            .map(|partition| options.partition_subject(partition))
-            .collect();
-        let subjects: Vec<(String, usize)> = stream
-            .info_with_subjects(options.all_events_subject())
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        let mut moved = 0;
-        for (subject, _) in subjects {
-            // The layout before partitions named the subject after the conversation.
-            let old_layout = subject
-                .strip_prefix(&events_prefix)
-                .is_some_and(|conversation| uuid::Uuid::parse_str(conversation).is_ok());
-            if partition_subjects.contains(&subject) || !old_layout {
-                continue;
-            }
-            loop {
-                let message = match stream.get_next_raw_message_by_subject(&subject).await {
-                    Ok(message) => message,
-                    Err(err) if err.kind() == RawMessageErrorKind::NoMessageFound => break,
-                    Err(err) => return Err(unavailable(err)),
-                };
-                match serde_json::from_slice::<DurableEvent>(&message.payload) {
-                    Ok(event) => {
-                        let republished = PublishMessage::build()
-                            .payload(message.payload.clone())
-                            .message_id(format!("{}.partitioned", event.id));
-                        self.nats
-                            .jetstream()
-                            .send_publish(
-                                options.event_subject(event.body.conversation_id()),
-                                republished,
-                            )
-                            .await
-                            .map_err(unavailable)?
-                            .await
-                            .map_err(unavailable)?;
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, subject, "undecodable event dropped");
-                    }
-                }
-                // Another process may have deleted it first.
-                if stream
-                    .delete_message(message.sequence)
-                    .await
-                    .map_err(unavailable)?
-                {
-                    moved += 1;
-                }
-            }
-        }
-        if moved > 0 {
-            tracing::warn!(
-                moved,
-                "moved events of an earlier version to their partitions"
-            );
-        }
-        Ok(moved)
-    }
-
-    /// Deletes the single consumer every process shared before events were partitioned: the
-    /// one named exactly `durable_name` that reads every event subject. A work-queue stream
-    /// refuses the partitions' consumers while it exists; the events it had not acked stay in
-    /// the stream for them. Any other consumer is left alone.
-    async fn remove_unpartitioned_consumer(&self) -> Result<(), StoreError> {
-        let options = self.nats.options();
-        let stream = self
-            .nats
-            .jetstream()
-            .get_stream(&options.stream)
-            .await
-            .map_err(unavailable)?;
-        let info = match stream.consumer_info(&options.durable_name).await {
-            Ok(info) => info,
-            Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(unavailable(err)),
-        };
-        let filter = &info.config.filter_subject;
-        let unpartitioned = info.config.filter_subjects.is_empty()
-            && (filter.is_empty() || *filter == options.all_events_subject());
-        if unpartitioned {
-            stream
-                .delete_consumer(&options.durable_name)
-                .await
-                .map_err(unavailable)?;
-            tracing::warn!(
-                consumer = options.durable_name,
-                "deleted the unpartitioned consumer of an earlier version; its events go to the partitions' consumers"
-            );
-        }
         Ok(())
     }
 
