@@ -3,6 +3,7 @@
 //! Both are process-wide: tests start many [`crate::Application`]s in one process, so each
 //! installer runs at most once and later calls reuse what the first one set up.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use anyhow::Context;
@@ -28,8 +29,9 @@ const PHASE_BUCKETS: &[f64] = &[
 ];
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` if set, else `telemetry.log_level`;
-/// pretty or JSON lines on stdout. A second call (another app in the same process) keeps the
-/// first subscriber.
+/// pretty or JSON lines on stdout, coloured only when stdout is a terminal and `NO_COLOR` is
+/// unset (escape codes in a file or a log collector are noise). A second call (another app in
+/// the same process) keeps the first subscriber.
 ///
 /// # Errors
 /// When the filter in the settings does not parse.
@@ -41,7 +43,10 @@ pub fn init_tracing(settings: &TelemetrySettings) -> anyhow::Result<()> {
         _ => EnvFilter::try_new(&settings.log_level)
             .with_context(|| format!("invalid telemetry.log_level {:?}", settings.log_level))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     // `try_init` fails only when a subscriber is already set, which is fine here.
     let _ = match settings.log_format {
         LogFormat::Pretty => builder.finish().try_init(),
