@@ -52,12 +52,11 @@ RUN set -eux; \
 
 WORKDIR /app
 COPY --from=builder /usr/local/bin/duet /usr/local/bin/duet
-COPY config/ /app/config/
 
-# Settings layer over the built-in defaults: `small` profile (SQLite, in-process delivery),
-# listening on every interface, the database in the volume, JSON logs for collectors.
-ENV DUET_CONFIG_DIR=/app/config \
-    DUET_PROFILE=small \
+# Settings layer over the built-in defaults: the built-in `small` profile (SQLite, in-process
+# delivery), listening on every interface, the database in the volume, JSON logs for
+# collectors. Mount a file and pass `--config` (or set DUET_CONFIG_DIR) to override.
+ENV DUET_PROFILE=small \
     DUET__SERVER__HOST=0.0.0.0 \
     DUET__SERVER__PORT=8080 \
     DUET__STORAGE__SQLITE__PATH=/data/duet.db \

@@ -1,5 +1,6 @@
-//! Layered settings: built-in defaults (`config/default.toml`, compiled in) → a profile file
-//! (`--config PATH`, or `DUET_PROFILE=NAME` for `config/NAME.toml`) → environment variables
+//! Layered settings: built-in defaults (`config/default.toml`, compiled in) → a profile
+//! (`--config PATH`, or `DUET_PROFILE=NAME`: the built-in `small`, `medium` and `large`, which a
+//! `config/NAME.toml` file overrides; see [`Profile`]) → environment variables
 //! `DUET__SECTION__KEY` (e.g. `DUET__SERVER__PORT=9000`). Unknown keys and unknown kinds fail
 //! at start-up with a message naming them.
 
@@ -313,16 +314,37 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// The profiles built into the binary, so `DUET_PROFILE=medium duet serve` works wherever the
+/// binary is, without the checkout's `config/` folder.
+const BUILT_IN_PROFILES: &[(&str, &str)] = &[
+    ("small", include_str!("../../config/small.toml")),
+    ("medium", include_str!("../../config/medium.toml")),
+    ("large", include_str!("../../config/large.toml")),
+];
+
 /// Where the profile layer comes from.
 #[derive(Debug, Clone, Default)]
 pub enum Profile {
     /// Only defaults and environment.
     #[default]
     None,
-    /// `config/NAME.toml` under the working directory (or `DUET_CONFIG_DIR`).
+    /// `NAME.toml` in `DUET_CONFIG_DIR` when that is set (the file must exist there), else
+    /// `config/NAME.toml` under the working directory if it exists, else the built-in profile
+    /// of that name.
     Named(String),
     /// An explicit file.
     File(PathBuf),
+}
+
+/// The settings text of a profile layer, and where it came from (for error messages).
+struct ProfileSource {
+    origin: String,
+    text: ProfileText,
+}
+
+enum ProfileText {
+    File(PathBuf),
+    BuiltIn(&'static str),
 }
 
 impl Profile {
@@ -335,13 +357,45 @@ impl Profile {
         }
     }
 
-    fn path(&self) -> Option<PathBuf> {
+    /// The names of the profiles built into the binary.
+    pub fn built_in() -> impl Iterator<Item = &'static str> {
+        BUILT_IN_PROFILES.iter().map(|(name, _)| *name)
+    }
+
+    fn source(&self) -> anyhow::Result<Option<ProfileSource>> {
+        let file = |path: PathBuf| -> anyhow::Result<Option<ProfileSource>> {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
+            Ok(Some(ProfileSource {
+                origin: path.display().to_string(),
+                text: ProfileText::File(path),
+            }))
+        };
         match self {
-            Self::None => None,
-            Self::File(path) => Some(path.clone()),
+            Self::None => Ok(None),
+            Self::File(path) => file(path.clone()),
             Self::Named(name) => {
-                let dir = std::env::var("DUET_CONFIG_DIR").unwrap_or_else(|_| "config".into());
-                Some(Path::new(&dir).join(format!("{name}.toml")))
+                if let Some(dir) = std::env::var_os("DUET_CONFIG_DIR") {
+                    return file(Path::new(&dir).join(format!("{name}.toml")));
+                }
+                let local = Path::new("config").join(format!("{name}.toml"));
+                if local.exists() {
+                    return file(local);
+                }
+                match BUILT_IN_PROFILES.iter().find(|(known, _)| known == name) {
+                    Some((_, text)) => Ok(Some(ProfileSource {
+                        origin: format!("built-in profile {name}"),
+                        text: ProfileText::BuiltIn(text),
+                    })),
+                    None => anyhow::bail!(
+                        "unknown profile {name:?}: the built-in ones are {}, or put {} in place",
+                        Self::built_in().collect::<Vec<_>>().join(", "),
+                        local.display()
+                    ),
+                }
             }
         }
     }
@@ -356,13 +410,15 @@ impl Settings {
     /// field the chosen backend requires; the message names it.
     pub fn load(profile: &Profile, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
-        if let Some(path) = profile.path() {
-            anyhow::ensure!(
-                path.exists(),
-                "config file {} does not exist",
-                path.display()
-            );
-            builder = builder.add_source(File::from(path));
+        let mut origin = None;
+        if let Some(source) = profile.source()? {
+            builder = match source.text {
+                ProfileText::File(path) => builder.add_source(File::from(path)),
+                ProfileText::BuiltIn(text) => {
+                    builder.add_source(File::from_str(text, FileFormat::Toml))
+                }
+            };
+            origin = Some(source.origin);
         }
         builder = builder.add_source(
             Environment::with_prefix("DUET")
@@ -376,7 +432,10 @@ impl Settings {
         let settings: Self = builder
             .build()?
             .try_deserialize()
-            .context("invalid configuration")?;
+            .with_context(|| match &origin {
+                Some(origin) => format!("invalid configuration (profile: {origin})"),
+                None => "invalid configuration".to_owned(),
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -388,6 +447,10 @@ impl Settings {
                 "storage.postgres.url is required when storage.kind = \"postgres\""
             );
         }
+        anyhow::ensure!(
+            self.server.ws_session_check_secs > 0,
+            "server.ws_session_check_secs must be at least 1"
+        );
         anyhow::ensure!(
             self.storage.logical_shards > 0,
             "storage.logical_shards must be at least 1"
@@ -515,11 +578,56 @@ mod tests {
     }
 
     #[test]
-    fn settings_that_would_stall_delivery_are_refused_naming_them() {
+    fn a_named_profile_is_built_in_so_it_loads_outside_the_checkout() {
+        // Tests run in app/, which has no config/ folder: only the built-in copy can answer.
+        assert!(
+            !Path::new("config").exists(),
+            "run from the app crate's folder"
+        );
+        let medium = Settings::load(&Profile::Named("medium".into()), &[]).expect("medium");
+        assert_eq!(medium.storage.kind, StorageKind::Postgres);
+        assert_eq!(medium.delivery.kind, DeliveryKind::Nats);
+        let small = Settings::load(&Profile::Named("small".into()), &[]).expect("small");
+        assert_eq!(small.storage.kind, StorageKind::Sqlite);
+    }
+
+    #[test]
+    fn every_profile_file_in_config_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+            let path = entry.expect("a directory entry").path();
+            let name = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .expect("a name");
+            if name == "default" {
+                continue;
+            }
+            assert!(
+                Profile::built_in().any(|known| known == name),
+                "{} is not built into the binary (BUILT_IN_PROFILES)",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_profile_is_refused_naming_the_built_in_ones() {
+        let err = Settings::load(&Profile::Named("huge".into()), &[]).expect_err("refused");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("huge") && message.contains("medium"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn settings_that_would_stall_a_worker_are_refused_naming_them() {
         for (key, value) in [
             ("delivery.relay_batch", "0"),
             ("delivery.relay_poll_ms", "0"),
             ("delivery.prune_interval_secs", "0"),
+            ("server.ws_session_check_secs", "0"),
         ] {
             let err = Settings::load(&Profile::None, &[(key, value)]).expect_err("refused");
             assert!(format!("{err:#}").contains(key), "{key}: {err:#}");

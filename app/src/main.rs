@@ -1,5 +1,6 @@
-//! `duet [--config PATH] [serve|migrate|capacity|bench]`: load settings, start telemetry, then
-//! serve (the default) or apply migrations and exit; `capacity` and `bench` need no settings.
+//! `duet [--config PATH] [serve|migrate|backup PATH|capacity|bench]`: load settings, start
+//! telemetry, then serve (the default), apply migrations, or back the SQLite database up;
+//! `capacity` and `bench` need no settings.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +18,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "duet", version)]
 struct Cli {
-    /// A settings file layered over the built-in defaults (else `DUET_PROFILE=NAME` picks
-    /// `config/NAME.toml`). Environment variables `DUET__SECTION__KEY` win over both.
+    /// A settings file layered over the built-in defaults (else `DUET_PROFILE=NAME` picks the
+    /// built-in profile `small`, `medium` or `large`, or `config/NAME.toml` when that file
+    /// exists). Environment variables `DUET__SECTION__KEY` win over both.
     #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
 
@@ -32,6 +34,13 @@ enum Command {
     Serve,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Write a consistent copy of the live SQLite database to PATH (a new file), safe while
+    /// the server runs. Restore by stopping the server and putting the copy in place of
+    /// `storage.sqlite.path`.
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        path: PathBuf,
+    },
     /// Print the back-of-envelope for a deployment: load, storage, bandwidth, and how many
     /// app processes, shards and replicas it needs. Without --users, the growth table.
     Capacity(CapacityArgs),
@@ -148,6 +157,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Migrate => storage::migrate(&settings.storage).await,
+        Command::Backup { path } => {
+            let summary = storage::backup(&settings.storage, &path).await?;
+            println!(
+                "backed up {} to {} ({} bytes)",
+                settings.storage.sqlite.path.display(),
+                path.display(),
+                summary.bytes
+            );
+            Ok(())
+        }
         Command::Capacity(args) => args.print(),
         Command::Bench(args) => bench::run_cli(&args).await,
     }
