@@ -1,6 +1,8 @@
 //! The storage section of the settings becomes the SQL adapter.
 
-use duet_adapters::sql::{GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage};
+use duet_adapters::sql::{
+    BackupSummary, GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage, backup_sqlite,
+};
 
 use crate::config::{SqliteSynchronous, StorageKind, StorageSettings};
 
@@ -75,4 +77,22 @@ pub async fn migrate(settings: &StorageSettings) -> anyhow::Result<()> {
     storage.close().await;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+/// `duet backup PATH`: a consistent copy of the live SQLite database at `destination`, safe
+/// while a server runs on it. PostgreSQL has its own tools for this (`pg_dump`,
+/// `pg_basebackup`); the operations guide says how to use them.
+///
+/// # Errors
+/// With PostgreSQL storage, or when the copy cannot be made (see [`backup_sqlite`]).
+pub async fn backup(
+    settings: &StorageSettings,
+    destination: &std::path::Path,
+) -> anyhow::Result<BackupSummary> {
+    anyhow::ensure!(
+        settings.kind == StorageKind::Sqlite,
+        "duet backup copies SQLite databases; back PostgreSQL up with pg_dump or \
+         pg_basebackup (docs/OPERATIONS.md, \"Backups\")"
+    );
+    backup_sqlite(&settings.sqlite.path, destination).await
 }

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod append_batch;
+mod backup;
 pub mod baseline;
 mod bulk;
 mod conversations;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
+pub use backup::{BackupSummary, backup_sqlite};
 use duet_domain::events::LiveBus;
 pub use group_commit::GroupCommitOptions;
 pub use router::{Route, Shard, ShardRouter};
