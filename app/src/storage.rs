@@ -96,3 +96,28 @@ pub async fn backup(
     );
     backup_sqlite(&settings.sqlite.path, destination).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Profile, Settings};
+
+    #[tokio::test]
+    async fn backup_with_postgres_storage_points_at_postgres_tools_and_writes_nothing() {
+        let settings = Settings::load(
+            &Profile::None,
+            &[
+                ("storage.kind", "postgres"),
+                ("storage.postgres.url", "postgres://127.0.0.1:1/none"),
+            ],
+        )
+        .expect("settings");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let destination = dir.path().join("copy.db");
+        let err = backup(&settings.storage, &destination)
+            .await
+            .expect_err("refused");
+        assert!(format!("{err:#}").contains("pg_dump"), "{err:#}");
+        assert!(!destination.exists());
+    }
+}
