@@ -1,4 +1,5 @@
-//! The time Duet stamps on what it stores.
+//! The time Duet stamps on what it stores, and the [`Clock`] port services read it from, so
+//! a test can hold time still or move it on (a session that expires at exactly its TTL).
 
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -6,6 +7,22 @@ use chrono::{DateTime, SubsecRound, Utc};
 /// must equal the same time read back later, on every backend.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// Where a service reads the current time.
+pub trait Clock: Send + Sync {
+    /// The current time, in whole microseconds (see [`now`]).
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The machine's clock: what every service uses unless given another.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        now()
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use super::{
     Session, SessionToken, User,
 };
 use crate::cache::{CachedSession, SessionCache};
+use crate::clock::{Clock, SystemClock};
 use crate::{StoreError, UserId};
 
 /// What can go wrong in an account use case.
@@ -46,6 +47,8 @@ pub struct AccountService {
     session_ttl: Duration,
     /// Answers token checks without a database read when set.
     session_cache: Option<Arc<dyn SessionCache>>,
+    /// Stamps users and sessions and decides which sessions have expired.
+    clock: Arc<dyn Clock>,
 }
 
 impl AccountService {
@@ -59,7 +62,15 @@ impl AccountService {
             credentials,
             session_ttl,
             session_cache: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Checks tokens against `cache` before the store, and keeps it told of log-outs.
@@ -92,7 +103,7 @@ impl AccountService {
             id: UserId::generate(),
             handle,
             display_name,
-            created_at: crate::clock::now(),
+            created_at: self.clock.now(),
         };
         match self
             .store
@@ -123,7 +134,7 @@ impl AccountService {
             return Err(AccountError::WrongCredentials);
         };
         let token = self.credentials.new_token(user.id);
-        let now = crate::clock::now();
+        let now = self.clock.now();
         let expires_at = now + self.session_ttl;
         self.store
             .create_session(Session {
@@ -151,7 +162,7 @@ impl AccountService {
             return Ok(None);
         };
         let hash = self.credentials.token_hash(token);
-        let now = crate::clock::now();
+        let now = self.clock.now();
         if let Some(cache) = &self.session_cache
             && let Some(cached) = cache.get(&hash).await
             // The store only answers a session to the user it belongs to; so does the cache.

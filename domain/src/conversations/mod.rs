@@ -3,6 +3,8 @@
 
 mod model;
 mod ports;
+#[cfg(test)]
+mod rules_tests;
 mod service;
 
 pub use model::*;

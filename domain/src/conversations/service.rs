@@ -8,6 +8,7 @@ use super::{
 };
 use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
 use crate::cache::{HistoryCache, SendDecision, SendLimiter, latest_page};
+use crate::clock::{Clock, SystemClock};
 use crate::events::{Ephemeral, LiveBus, LiveEvent};
 use crate::inbox::{ConversationView, InboxStore};
 use crate::{ConversationId, MessageId, StoreError};
@@ -43,6 +44,7 @@ pub struct ConversationService {
     history_cache: Option<Arc<dyn HistoryCache>>,
     /// Caps each user's send rate when set.
     send_limit: Option<Arc<dyn SendLimiter>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ConversationService {
@@ -59,7 +61,15 @@ impl ConversationService {
             live,
             history_cache: None,
             send_limit: None,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Reads the newest page of a conversation from `cache` when it provably is the newest,
@@ -101,7 +111,7 @@ impl ConversationService {
             )
             .into());
         }
-        let now = crate::clock::now();
+        let now = self.clock.now();
         let (conversation, created) = self
             .conversations
             .open(Conversation::new_between(caller.user_id, peer, now))
@@ -155,7 +165,7 @@ impl ConversationService {
             sender_id: caller.user_id,
             client_msg_id: client_msg_id.into_inner(),
             body: body.into_inner(),
-            created_at: crate::clock::now(),
+            created_at: self.clock.now(),
         };
         let appended = self
             .conversations

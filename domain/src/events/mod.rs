@@ -2,9 +2,13 @@
 //! delivery), and the live lane to connected devices.
 
 mod delivery;
+#[cfg(test)]
+mod delivery_tests;
 mod model;
 mod ports;
 mod relay;
+#[cfg(test)]
+mod relay_tests;
 
 pub use delivery::*;
 pub use model::*;

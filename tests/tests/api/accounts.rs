@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{
+use duet_tests::{
     PASSWORD, assert_keys, assert_user_shape, assert_utc_timestamp, spawn_app, spawn_app_with,
 };
 
@@ -363,14 +363,13 @@ async fn the_pruner_deletes_expired_sessions_and_keeps_valid_ones() {
             lasting.setting("storage.sqlite.path").expect("a path")
         ),
     };
-    let db = crate::helpers::postgres::connect(&url)
+    let db = duet_tests::postgres::connect(&url)
         .await
         .expect("the test database opens");
 
-    crate::helpers::eventually("the expired session to be deleted", || async {
+    duet_tests::eventually("the expired session to be deleted", || async {
         let left =
-            crate::helpers::postgres::query_i64(&db, "SELECT COUNT(*) AS value FROM sessions")
-                .await;
+            duet_tests::postgres::query_i64(&db, "SELECT COUNT(*) AS value FROM sessions").await;
         (left == 1).then_some(())
     })
     .await;

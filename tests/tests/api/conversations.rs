@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_conversation_shape, assert_keys, eventually, spawn_app};
+use duet_tests::{assert_conversation_shape, assert_keys, eventually, spawn_app};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn opening_answers_201_then_200_with_the_same_id_from_either_side() {

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, Reply, assert_error_body, seqs, spawn_app};
+use duet_tests::{PASSWORD, Reply, assert_error_body, seqs, spawn_app};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_json_answers_400() {

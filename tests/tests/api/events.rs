@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use duet_tests::{spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bearer_header_authenticates_and_ready_carries_the_current_cursor() {

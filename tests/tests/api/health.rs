@@ -4,12 +4,12 @@ use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
 
-use crate::helpers::{TestApp, metric_sum, metric_sum_where, spawn_app};
+use duet_tests::{TestApp, metric_sum, metric_sum_where, spawn_app};
 
 /// Set in the child process that runs the isolated metrics test.
 const ISOLATED: &str = "DUET_TESTS_ISOLATED_METRICS";
 
-fn content_type(reply: &crate::helpers::Reply) -> String {
+fn content_type(reply: &duet_tests::Reply) -> String {
     reply
         .headers
         .get(CONTENT_TYPE)

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{PASSWORD, Reply, assert_error_body, spawn_app_with};
+use duet_tests::{PASSWORD, Reply, assert_error_body, spawn_app_with};
 
 /// Asserts a 429 with the documented body and a `Retry-After` of 1–60 seconds.
 #[track_caller]

@@ -1,7 +1,8 @@
 //! Duet's black-box conformance suite: each test starts the real `Application` on a free port
 //! against a fresh database of the storage profile `DUET_TEST_PROFILE` names (`sqlite` by
-//! default, `postgres`, `postgres-replica`; see `helpers`) and speaks HTTP and WebSocket to
-//! it, as a client would. The tests do not know the profile: every one must pass on each.
+//! default, `postgres`, `postgres-replica`, `medium`; see `profile.rs` in `duet_tests`) and speaks
+//! HTTP and WebSocket to it, as a client would, through the helpers of the `duet_tests`
+//! library. The tests do not know the profile: every one must pass on each.
 //! Every module checks one area of `docs/API.md` and the invariants in `DESIGN.md`.
 
 mod accounts;
@@ -9,7 +10,6 @@ mod conversations;
 mod errors;
 mod events;
 mod health;
-mod helpers;
 mod limits;
 mod messages;
 mod presence;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_keys, assert_message_shape, seqs, spawn_app};
+use duet_tests::{assert_keys, assert_message_shape, seqs, spawn_app};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sending_answers_201_with_the_message_at_seq_1() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestUser, WsClient, eventually, spawn_app};
+use duet_tests::{TestApp, TestUser, WsClient, eventually, spawn_app};
 
 async fn presence_stream(app: &TestApp, user: &TestUser) -> WsClient {
     let mut ws = app

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Reply, TestApp, TestUser, seqs, spawn_app};
+use duet_tests::{Reply, TestApp, TestUser, seqs, spawn_app};
 
 /// Every conversation route, called by `user` on `conversation`.
 async fn every_route(app: &TestApp, user: &TestUser, conversation: &str) -> Vec<(String, Reply)> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, eventually, seqs, spawn_app};
+use duet_tests::{TestApp, eventually, seqs, spawn_app};
 
 /// Two apps on one database, or `None` (with a note) on a single-process profile.
 async fn two_processes() -> Option<(Arc<TestApp>, Arc<TestApp>)> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{
+use duet_tests::{
     assert_conversation_shape, assert_keys, assert_utc_timestamp, eventually, spawn_app,
 };
 

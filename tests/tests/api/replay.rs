@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use duet_tests::{
     assert_cursors_increase, assert_message_event, eventually, seqs, spawn_app, spawn_app_with,
 };
 

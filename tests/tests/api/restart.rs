@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, TestUser, WsClient, eventually, seqs, spawn_app};
+use duet_tests::{PASSWORD, TestApp, TestUser, WsClient, eventually, seqs, spawn_app};
 
 /// Everything a user can observe about their state, read from storage.
 async fn snapshot(app: &TestApp, user: &TestUser, conversation: &str) -> Value {

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use duet_tests::{
     TestApp, TestUser, assert_conversation_shape, assert_keys, eventually, spawn_app,
 };
 

@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::helpers::{TestApp, TestUser, eventually};
 use crate::support::Cluster;
+use duet_tests::{TestApp, TestUser, eventually};
 
 /// Sends `count` messages, each through the first process in `targets` that answers,
 /// retrying a failed send with the same client id on the next process (what a client behind

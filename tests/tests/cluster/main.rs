@@ -8,14 +8,6 @@
 //! runs it with `cargo test -p duet-tests --test cluster`. Without those programs or
 //! PostgreSQL the tests say SKIPPED and why; with CI=true that is a failure.
 
-#[path = "../api/helpers/mod.rs"]
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "shared with the api suite, which uses the rest"
-)]
-mod helpers;
-
 mod crash;
 mod delivery;
 mod nginx;

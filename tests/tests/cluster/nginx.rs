@@ -9,8 +9,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{TestApp, free_port};
 use crate::support::Cluster;
+use duet_tests::{TestApp, free_port};
 
 /// nginx running `deploy/nginx/duet.conf` with the upstream servers and port replaced.
 struct Nginx {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, eventually, eventually_within};
 use crate::support::Cluster;
+use duet_tests::{PASSWORD, eventually, eventually_within};
 
 /// Long enough for the relay's backoff and NATS reconnection to come round after a restart.
 const RECOVERY: Duration = Duration::from_secs(30);

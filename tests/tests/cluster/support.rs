@@ -8,7 +8,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{TestApp, free_port, spawn_process_on};
+use duet_tests::{TestApp, free_port, spawn_process_on};
 
 /// The longest a server may take to accept connections after it is started.
 const LISTENING_WITHIN: Duration = Duration::from_secs(15);

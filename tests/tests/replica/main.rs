@@ -8,13 +8,6 @@
 //! failures included. `cargo test` leaves this binary out (`test = false`); `scripts/test.sh`
 //! runs it with `cargo test -p duet-tests --test replica -- --test-threads=1`.
 
-#[path = "../api/helpers/mod.rs"]
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "shared with the api suite, which uses the rest"
-)]
-mod helpers;
 mod outage;
 mod paused;
 mod routing;

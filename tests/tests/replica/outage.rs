@@ -4,11 +4,11 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, TestUser, eventually, eventually_within};
 use crate::support::{
     REJOIN_WAIT, REPLICA_WAIT, ReplicaDb, ReplicaStopped, reads, replica_app,
     until_the_replica_serves, wait_for_rotation,
 };
+use duet_tests::{PASSWORD, TestApp, TestUser, eventually, eventually_within};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_the_replica_stopped_every_call_still_works_and_it_rejoins_when_back() {

@@ -5,10 +5,10 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, eventually_within, seqs};
 use crate::support::{
     REPLICA_WAIT, ReplicaDb, in_rotation, reads, replica_app, until_the_replica_serves,
 };
+use duet_tests::{PASSWORD, eventually_within, seqs};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn while_replay_is_paused_the_writer_reads_their_own_writes_from_the_primary() {
@@ -90,7 +90,7 @@ async fn while_replay_is_paused_new_accounts_and_sessions_work_and_a_revoked_tok
 
 /// Uses `token` until a read of alice's session is served by the replica: it has replayed
 /// the session, so what follows cannot be explained by a replica that never had it.
-async fn until_the_replica_has_replayed_alices_session(app: &crate::helpers::TestApp, token: &str) {
+async fn until_the_replica_has_replayed_alices_session(app: &duet_tests::TestApp, token: &str) {
     eventually_within(
         REPLICA_WAIT,
         "alice's session to be read from the replica",

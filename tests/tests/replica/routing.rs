@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::helpers::eventually_within;
 use crate::support::{REPLICA_WAIT, ReplicaDb, reads, replica_app, until_the_replica_serves};
+use duet_tests::eventually_within;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_of_a_conversation_without_recent_writes_are_served_by_the_replica() {

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-use crate::helpers::postgres::{connect_or_explain, execute, execute_blocking, query_i64};
-use crate::helpers::{
+use duet_tests::postgres::{connect_or_explain, execute, execute_blocking, query_i64};
+use duet_tests::{
     TestApp, TestUser, eventually_within, metric_sum, metric_sum_where, spawn_app_on,
 };
 

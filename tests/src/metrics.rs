@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 
-use super::TestApp;
+use crate::TestApp;
 
 impl TestApp {
     /// The text of `GET /metrics`.

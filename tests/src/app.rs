@@ -1,29 +1,6 @@
-//! How every test starts Duet and talks to it.
-//!
-//! `spawn_app()` starts the real `Application` exactly as `main` does, on port 0, on the
-//! storage profile `DUET_TEST_PROFILE` names (see `profile`: SQLite by default, PostgreSQL,
-//! PostgreSQL with a read replica) against a fresh database of its own, and returns a
-//! [`TestApp`]. The typed API calls live in `api` (on top of the raw ones in `http`), the
-//! WebSocket client in `ws`, shape and error checks in `assertions`, `/metrics` parsing in
-//! `metrics`, and direct database connections in `postgres`. Nothing here waits without a
-//! deadline: HTTP calls have a client timeout, WebSocket reads [`WS_TIMEOUT`] and polling
-//! [`EVENTUALLY`], so a broken server fails a test instead of hanging it.
+//! A running Duet for one test: [`spawn_app`] and friends start the real `Application` on a
+//! free port against a fresh database, and [`TestApp`] stops, restarts or duplicates it.
 
-mod api;
-mod assertions;
-mod brokers;
-mod http;
-mod metrics;
-pub mod postgres;
-#[allow(
-    dead_code,
-    reason = "used by the cluster tests, which share these helpers"
-)]
-mod process;
-mod profile;
-mod ws;
-
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,28 +9,11 @@ use duet::startup::Application;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use assertions::*;
-pub use http::Reply;
-pub use metrics::metric_sum;
-#[allow(
-    unused_imports,
-    reason = "used by this suite and the replica tests, not by every binary sharing these helpers"
-)]
-pub use metrics::metric_sum_where;
-#[allow(
-    unused_imports,
-    reason = "used by the cluster tests, which share these helpers"
-)]
-pub use process::{free_port, spawn_process_on};
-pub use profile::{TestDatabase, current_profile};
-pub use ws::{WsClient, assert_cursors_increase};
+use crate::process::ServerProcess;
+use crate::profile::{self, TestDatabase, current_profile};
 
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
-/// The longest a test waits for one WebSocket frame.
-pub const WS_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a test waits for an eventually consistent read (list, sync) to catch up.
-pub const EVENTUALLY: Duration = Duration::from_secs(5);
 
 /// A running Duet on a free port with its own database.
 pub struct TestApp {
@@ -64,13 +24,13 @@ pub struct TestApp {
     /// The storage profile it runs on.
     pub profile: &'static str,
     /// The profile's settings, then the test's overrides, before `{db}` is resolved.
-    settings: Vec<(String, String)>,
+    pub(crate) settings: Vec<(String, String)>,
     /// Shared by every `Application` built on it (restarts included), so it outlives them.
-    database: Arc<TestDatabase>,
-    stop: CancellationToken,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub(crate) database: Arc<TestDatabase>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Set when this is a real `duet serve` child process rather than an in-process app.
-    process: Option<process::ServerProcess>,
+    pub(crate) process: Option<ServerProcess>,
 }
 
 /// A registered, logged-in user.
@@ -178,10 +138,6 @@ impl TestApp {
 
     /// Starts a second `Application` on the same database and settings plus `overrides`, as
     /// a second server process behind a load balancer would run.
-    #[allow(
-        dead_code,
-        reason = "used by the replica tests, which share these helpers"
-    )]
     pub async fn spawn_another(&self, overrides: &[(&str, &str)]) -> TestApp {
         let mut settings = self.settings.clone();
         settings.extend(
@@ -194,10 +150,6 @@ impl TestApp {
 
     /// The value this app was given for a setting, `{db}` resolved (e.g.
     /// `storage.postgres.replicas`); `None` when neither the profile nor the test set it.
-    #[allow(
-        dead_code,
-        reason = "used by the replica tests, which share these helpers"
-    )]
     pub fn setting(&self, key: &str) -> Option<String> {
         profile::setting(&self.settings, key).map(|v| v.replace("{db}", self.database.name()))
     }
@@ -208,33 +160,5 @@ impl TestApp {
 
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-/// Polls `probe` until it returns `Some`, at most [`EVENTUALLY`]; panics naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    eventually_within(EVENTUALLY, what, probe).await
-}
-
-/// Polls `probe` every 20 ms until it returns `Some`, at most `limit`; panics naming `what`.
-pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(found) = probe().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

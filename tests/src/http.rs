@@ -4,8 +4,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::TestApp;
-use super::assertions::assert_error_body;
+use crate::TestApp;
+use crate::assertions::assert_error_body;
 
 /// An HTTP answer: status, headers and the body both as text and (if it is JSON) parsed.
 #[derive(Debug)]

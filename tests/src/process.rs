@@ -11,8 +11,8 @@ use tempfile::TempDir;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use super::TestApp;
-use super::profile::{TestDatabase, profile_settings};
+use crate::TestApp;
+use crate::profile::{TestDatabase, profile_settings};
 
 /// The longest a new process may take to answer `/health/ready`.
 const READY_WITHIN: Duration = Duration::from_secs(30);

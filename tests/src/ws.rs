@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
-use super::{TestApp, TestUser, WS_TIMEOUT};
+use crate::{TestApp, TestUser, WS_TIMEOUT};
 
 impl TestApp {
     /// Connects to `/v1/events` with `Authorization: Bearer` on the upgrade.
@@ -92,6 +92,10 @@ impl WsClient {
 
     /// The next text frame as JSON; panics on timeout, close or a non-JSON frame.
     #[track_caller]
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "async and panicking on a timeout, so not an Iterator; `ws.next()` reads well in tests"
+    )]
     pub fn next(&mut self) -> impl Future<Output = Value> + '_ {
         let caller = std::panic::Location::caller();
         async move {

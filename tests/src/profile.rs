@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tempfile::TempDir;
 
-use super::{brokers, postgres};
+use crate::{brokers, postgres};
 
 /// Every profile the suite knows: name → settings overrides, one line each. The replica is
 /// measured every 100 ms (not every second) so that the suite's reads reach it soon after

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{EVENTUALLY, PASSWORD, Reply, TestApp, TestUser, eventually_within};
+use crate::{EVENTUALLY, PASSWORD, Reply, TestApp, TestUser, eventually_within};
 
 impl TestApp {
     // ---- accounts ----

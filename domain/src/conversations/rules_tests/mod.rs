@@ -1,0 +1,116 @@
+//! The rules `ConversationService` keeps, proven against in-memory fakes: who may open,
+//! send, read and type where (`access`), and how history pages are read and when the
+//! history cache may answer (`history`). The stores' own rules (seq, dedupe, forward-only
+//! reads) are proven against the real stores by `duet-adapters`' tests and `tests/`.
+
+mod access;
+mod history;
+
+use std::sync::Arc;
+
+use super::{Appended, ConversationService, HistoryQuery};
+use crate::ConversationId;
+use crate::accounts::Caller;
+use crate::testing::{
+    FakeClock, MemoryAccountStore, MemoryConversationStore, MemoryInbox, RecordingLiveBus,
+    UncheckedHistoryCache,
+};
+
+/// A conversation service on fakes, and the fakes.
+pub(super) struct Talk {
+    pub(super) service: ConversationService,
+    pub(super) accounts: Arc<MemoryAccountStore>,
+    pub(super) conversations: Arc<MemoryConversationStore>,
+    pub(super) inbox: Arc<MemoryInbox>,
+    pub(super) live: Arc<RecordingLiveBus>,
+    pub(super) clock: Arc<FakeClock>,
+}
+
+pub(super) fn talk() -> Talk {
+    let accounts = Arc::new(MemoryAccountStore::default());
+    let conversations = Arc::new(MemoryConversationStore::default());
+    let inbox = Arc::new(MemoryInbox::default());
+    let live = Arc::new(RecordingLiveBus::default());
+    let clock = Arc::new(FakeClock::new());
+    let service = ConversationService::new(
+        accounts.clone(),
+        conversations.clone(),
+        inbox.clone(),
+        live.clone(),
+    )
+    .with_clock(clock.clone());
+    Talk {
+        service,
+        accounts,
+        conversations,
+        inbox,
+        live,
+        clock,
+    }
+}
+
+impl Talk {
+    pub(super) fn user(&self, handle: &str) -> Caller {
+        Caller {
+            user_id: self.accounts.add(handle).id,
+        }
+    }
+
+    /// Alice and Bob with a conversation Alice opened.
+    pub(super) async fn alice_and_bob(&self) -> (Caller, Caller, ConversationId) {
+        let (alice, bob) = (self.user("alice"), self.user("bob"));
+        let (view, _) = self.service.open(alice, "bob").await.expect("opened");
+        (alice, bob, view.id)
+    }
+
+    pub(super) async fn send(
+        &self,
+        from: Caller,
+        id: ConversationId,
+        client_msg_id: &str,
+    ) -> Appended {
+        let body = format!("body of {client_msg_id}");
+        let sent = self
+            .service
+            .send(from, id, client_msg_id.into(), body)
+            .await;
+        sent.expect("sent")
+    }
+
+    /// Another service over the same stores, with `cache`.
+    pub(super) fn service_with_cache(
+        &self,
+        cache: Arc<UncheckedHistoryCache>,
+    ) -> ConversationService {
+        ConversationService::new(
+            self.accounts.clone(),
+            self.conversations.clone(),
+            self.inbox.clone(),
+            self.live.clone(),
+        )
+        .with_clock(self.clock.clone())
+        .with_history_cache(cache)
+    }
+
+    pub(super) async fn seqs(
+        &self,
+        caller: Caller,
+        id: ConversationId,
+        query: HistoryQuery,
+    ) -> Vec<i64> {
+        let page = self
+            .service
+            .history(caller, id, query)
+            .await
+            .expect("a page");
+        page.items.iter().map(|m| m.seq).collect()
+    }
+}
+
+pub(super) fn query(before_seq: Option<i64>, after_seq: Option<i64>, limit: u32) -> HistoryQuery {
+    HistoryQuery {
+        before_seq,
+        after_seq,
+        limit,
+    }
+}

@@ -1,0 +1,145 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::conversations::{
+    Appended, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message, NewMessage,
+};
+use crate::{ConversationId, StoreError, UserId};
+
+/// Conversations and their messages in maps. Writes no outbox: tests of delivery drive it
+/// with events of their own. Counts appends, so a test can tell a refused send touched
+/// nothing.
+#[derive(Default)]
+pub struct MemoryConversationStore {
+    state: Mutex<HashMap<ConversationId, Stored>>,
+    appends: AtomicUsize,
+}
+
+struct Stored {
+    conversation: Conversation,
+    /// Ascending by seq: the message with seq `n` is at index `n - 1`.
+    messages: Vec<Message>,
+}
+
+impl MemoryConversationStore {
+    /// How many times `append` was called.
+    pub fn appends(&self) -> usize {
+        self.appends.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl ConversationStore for MemoryConversationStore {
+    async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError> {
+        let mut state = lock(&self.state);
+        if let Some(stored) = state.get(&conversation.id) {
+            return Ok((stored.conversation.clone(), false));
+        }
+        let stored = Stored {
+            conversation: conversation.clone(),
+            messages: Vec::new(),
+        };
+        state.insert(conversation.id, stored);
+        Ok((conversation, true))
+    }
+
+    async fn conversation(
+        &self,
+        id: ConversationId,
+        member: UserId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        Ok(lock(&self.state)
+            .get(&id)
+            .map(|stored| stored.conversation.clone())
+            .filter(|c| c.has_member(member)))
+    }
+
+    async fn append(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        let mut state = lock(&self.state);
+        let Some(stored) = state
+            .get_mut(&new.conversation_id)
+            .filter(|s| s.conversation.has_member(new.sender_id))
+        else {
+            return Ok(None);
+        };
+        let earlier = stored
+            .messages
+            .iter()
+            .find(|m| m.sender_id == new.sender_id && m.client_msg_id == new.client_msg_id);
+        if let Some(earlier) = earlier {
+            return Ok(Some(Appended::Replayed(earlier.clone())));
+        }
+        let conversation = &mut stored.conversation;
+        conversation.last_seq += 1;
+        conversation.updated_at = new.created_at;
+        let sender = member_index(conversation, new.sender_id);
+        conversation.read_seqs[sender] = conversation.last_seq;
+        let message = Message {
+            id: new.id,
+            conversation_id: new.conversation_id,
+            seq: conversation.last_seq,
+            sender_id: new.sender_id,
+            client_msg_id: new.client_msg_id,
+            body: new.body,
+            created_at: new.created_at,
+        };
+        stored.messages.push(message.clone());
+        Ok(Some(Appended::Created(message)))
+    }
+
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: UserId,
+        seq: i64,
+    ) -> Result<Option<MarkedRead>, StoreError> {
+        let mut state = lock(&self.state);
+        let Some(stored) = state
+            .get_mut(&id)
+            .filter(|s| s.conversation.has_member(reader))
+        else {
+            return Ok(None);
+        };
+        let conversation = &mut stored.conversation;
+        if seq > conversation.last_seq {
+            return Ok(Some(MarkedRead::BeyondLast(conversation.clone())));
+        }
+        let reader = member_index(conversation, reader);
+        conversation.read_seqs[reader] = conversation.read_seqs[reader].max(seq);
+        Ok(Some(MarkedRead::Done(conversation.clone())))
+    }
+
+    async fn history(
+        &self,
+        id: ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<Message>, StoreError> {
+        let state = lock(&self.state);
+        let all = state.get(&id).map_or(&[][..], |s| &s.messages[..]);
+        let matching = all
+            .iter()
+            .filter(|m| query.before_seq.is_none_or(|before| m.seq < before))
+            .filter(|m| query.after_seq.is_none_or(|after| m.seq > after))
+            .cloned();
+        let take = query.limit as usize + 1;
+        Ok(match query.after_seq {
+            Some(_) => matching.take(take).collect(),
+            None => matching.rev().take(take).collect(),
+        })
+    }
+
+    async fn message(&self, id: ConversationId, seq: i64) -> Result<Option<Message>, StoreError> {
+        Ok(lock(&self.state)
+            .get(&id)
+            .and_then(|s| s.messages.iter().find(|m| m.seq == seq).cloned()))
+    }
+}
+
+fn member_index(conversation: &Conversation, user: UserId) -> usize {
+    usize::from(conversation.members[1] == user)
+}
