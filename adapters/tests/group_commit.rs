@@ -6,20 +6,17 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use duet_adapters::memory::MemoryLiveBus;
 use duet_adapters::sql::{GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage};
 use duet_domain::accounts::{AccountStore, Handle, NewUser, User};
 use duet_domain::conversations::{
-    Appended, Conversation, ConversationStore, HistoryQuery, Message, NewMessage,
+    AppendOutcome, Appended, Conversation, ConversationStore, HistoryQuery, Message, NewMessage,
 };
-use duet_domain::events::{DurableEvent, LiveBus, LiveEvent, LiveItem, Outbox};
+use duet_domain::events::{Delivered, DurableEvent, Outbox};
 use duet_domain::inbox::{FeedEventBody, InboxStore, InboxUpdate, Replay};
 use duet_domain::{ConversationId, MessageId, UserId};
-use futures::StreamExt;
 use futures::future::join_all;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
@@ -38,18 +35,18 @@ fn unique_name(prefix: &str) -> String {
 /// Options that hold a batch open long enough for every append a test starts at once.
 fn wide_batches() -> GroupCommitOptions {
     GroupCommitOptions {
-        enabled: true,
         max_batch: 256,
         max_delay: Duration::from_millis(50),
         writers: 1,
+        inline_delivery: false,
     }
 }
 
-/// One transaction per append, as before group commit.
-fn without_group_commit() -> GroupCommitOptions {
+/// Wide batches that deliver inline.
+fn wide_batches_delivering_inline() -> GroupCommitOptions {
     GroupCommitOptions {
-        enabled: false,
-        ..GroupCommitOptions::default()
+        inline_delivery: true,
+        ..wide_batches()
     }
 }
 
@@ -179,9 +176,17 @@ fn new_message(conversation: ConversationId, sender: UserId, client_id: &str) ->
     }
 }
 
-fn created(answer: Option<Appended>) -> Message {
+fn created(answer: Option<AppendOutcome>) -> Message {
+    created_with_deliveries(answer).0
+}
+
+/// A new message and what its append delivered inline.
+fn created_with_deliveries(answer: Option<AppendOutcome>) -> (Message, Vec<Delivered>) {
     match answer {
-        Some(Appended::Created(message)) => message,
+        Some(AppendOutcome {
+            appended: Appended::Created(message),
+            delivered,
+        }) => (message, delivered),
         other => panic!("expected a new message, got {other:?}"),
     }
 }
@@ -237,7 +242,15 @@ async fn appends_to_several_conversations_in_one_batch(storages: Vec<SqlStorage>
     let answers: Vec<Message> = join_all(sends)
         .await
         .into_iter()
-        .map(|r| created(r.expect("append")))
+        .map(|r| {
+            let (message, delivered) = created_with_deliveries(r.expect("append"));
+            assert_eq!(
+                delivered,
+                vec![],
+                "without inline delivery, the outbox delivers"
+            );
+            message
+        })
         .collect();
 
     let outbox = outbox_messages(storage).await;
@@ -277,7 +290,11 @@ async fn a_client_id_twice_in_one_batch(storages: Vec<SqlStorage>) {
     .await;
     let answers: Vec<Appended> = answers
         .into_iter()
-        .map(|r| r.expect("append").expect("the conversation exists"))
+        .map(|r| {
+            r.expect("append")
+                .expect("the conversation exists")
+                .appended
+        })
         .collect();
     let (first, second) = match (&answers[0], &answers[1]) {
         (Appended::Created(first), Appended::Replayed(second)) => (first, second),
@@ -292,7 +309,7 @@ async fn a_client_id_twice_in_one_batch(storages: Vec<SqlStorage>) {
         .append(new_message(id, a, "same"))
         .await
         .expect("append");
-    assert_eq!(again, Some(Appended::Replayed(first.clone())));
+    assert_eq!(again, Some(Appended::Replayed(first.clone()).into()));
     assert_eq!(all_messages(storage, id).await.len(), 2);
     assert_eq!(outbox_messages(storage).await.len(), 2);
 }
@@ -330,23 +347,20 @@ async fn a_missing_conversation_in_a_batch(storages: Vec<SqlStorage>) {
 }
 
 /// With inline delivery, a batch writes both inboxes in its own transaction: no outbox row
-/// is left for the relay, each member's feed holds every message once in seq order, and the
-/// live bus gets the same feed events after the commit.
+/// is left for the relay, each member's feed holds every message once in seq order, and each
+/// append answers the feed events it added (one per member), for its caller to push live.
 async fn messages_delivered_inline(storages: Vec<SqlStorage>) {
     let storage = &storages[0];
-    let live = Arc::new(MemoryLiveBus::new(64));
-    storage.deliver_inline(live.clone());
     let (a, b) = (user(storage).await, user(storage).await);
     let id = conversation(storage, a, b).await;
-    let mut devices = [live.subscribe(a).await, live.subscribe(b).await];
 
-    let sent: Vec<Message> = join_all((0..5).map(|n| {
+    let sent: Vec<(Message, Vec<Delivered>)> = join_all((0..5).map(|n| {
         let sender = if n % 2 == 0 { a } else { b };
         storage.append(new_message(id, sender, &format!("inline-{n}")))
     }))
     .await
     .into_iter()
-    .map(|answer| created(answer.expect("append")))
+    .map(|answer| created_with_deliveries(answer.expect("append")))
     .collect();
 
     assert_eq!(
@@ -354,18 +368,18 @@ async fn messages_delivered_inline(storages: Vec<SqlStorage>) {
         0,
         "nothing left to relay"
     );
-    let mut seqs: Vec<i64> = sent.iter().map(|m| m.seq).collect();
+    let mut seqs: Vec<i64> = sent.iter().map(|(m, _)| m.seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
-    for (user, device) in [a, b].into_iter().zip(&mut devices) {
+    for user in [a, b] {
         let Replay::Events(feed) = storage.replay(user, 0, 100).await.expect("replay") else {
             panic!("no resync expected");
         };
-        let fed: Vec<i64> = feed
-            .iter()
+        let feed: Vec<_> = feed
+            .into_iter()
             .filter(|event| matches!(event.body, FeedEventBody::MessageCreated { .. }))
-            .map(|event| event.body.seq())
             .collect();
+        let fed: Vec<i64> = feed.iter().map(|event| event.body.seq()).collect();
         assert_eq!(fed, vec![1, 2, 3, 4, 5], "feed of {user}");
         let entry = storage
             .entry(user, id)
@@ -373,23 +387,56 @@ async fn messages_delivered_inline(storages: Vec<SqlStorage>) {
             .expect("entry")
             .expect("an inbox entry");
         assert_eq!(entry.last_seq, 5);
-        let mut pushed = Vec::new();
-        while pushed.len() < 5 {
-            let item = tokio::time::timeout(Duration::from_secs(5), device.next())
-                .await
-                .expect("a live push")
-                .expect("the live stream stays open");
-            if let LiveItem::Event(LiveEvent::Feed(event)) = item {
-                pushed.push(event.cursor);
-            }
-        }
-        let cursors: Vec<i64> = feed
+        let mut answered: Vec<_> = sent
             .iter()
-            .filter(|event| matches!(event.body, FeedEventBody::MessageCreated { .. }))
-            .map(|event| event.cursor)
+            .flat_map(|(_, delivered)| delivered)
+            .filter(|delivered| delivered.user == user)
+            .map(|delivered| delivered.event.clone())
             .collect();
-        assert_eq!(pushed, cursors, "live pushes of {user}");
+        answered.sort_by_key(|event| event.cursor);
+        assert_eq!(answered, feed, "what the appends answered for {user}");
     }
+    for (message, delivered) in &sent {
+        let mut users: Vec<UserId> = delivered.iter().map(|d| d.user).collect();
+        users.sort_unstable();
+        let mut members = vec![a, b];
+        members.sort_unstable();
+        assert_eq!(users, members, "both members of seq {}", message.seq);
+    }
+}
+
+/// A message the database refuses (PostgreSQL text cannot hold NUL; the API refuses one before
+/// it gets this far) fails its whole batch, which is then retried append by append: only that
+/// append fails, the others are stored with gap-free seqs and their outbox rows.
+async fn a_message_the_database_refuses_in_a_batch(storages: Vec<SqlStorage>) {
+    let storage = &storages[0];
+    let (a, b) = (user(storage).await, user(storage).await);
+    let id = conversation(storage, a, b).await;
+    let mut refused = new_message(id, a, "refused");
+    refused.body = "a NUL \0 inside".to_owned();
+
+    let answers = join_all([
+        storage.append(new_message(id, a, "before")),
+        storage.append(refused),
+        storage.append(new_message(id, b, "after")),
+    ])
+    .await;
+
+    let mut answers = answers.into_iter();
+    let before = created(answers.next().expect("three answers").expect("stored"));
+    assert!(
+        answers.next().expect("three answers").is_err(),
+        "the refused message fails"
+    );
+    let after = created(answers.next().expect("three answers").expect("stored"));
+    assert_eq!((before.seq, after.seq), (1, 2));
+    assert_eq!(
+        all_messages(storage, id).await,
+        vec![before.clone(), after.clone()]
+    );
+    let mut relayed: Vec<Message> = outbox_messages(storage).await.into_values().collect();
+    relayed.sort_by_key(|message| message.seq);
+    assert_eq!(relayed, vec![before, after]);
 }
 
 async fn many_concurrent_appends(storages: Vec<SqlStorage>) {
@@ -440,7 +487,12 @@ async fn one_client_id_raced_from_two_processes(storages: Vec<SqlStorage>) {
     let answers: Vec<Appended> = join_all(sends)
         .await
         .into_iter()
-        .map(|r| r.expect("no panic").expect("no error").expect("exists"))
+        .map(|r| {
+            r.expect("no panic")
+                .expect("no error")
+                .expect("exists")
+                .appended
+        })
         .collect();
     let created = answers
         .iter()
@@ -578,28 +630,28 @@ async fn postgres_a_missing_conversation_fails_only_its_own_append() {
 }
 
 #[tokio::test]
-async fn sqlite_without_group_commit_a_missing_conversation_fails_only_its_own_append() {
-    on_sqlite(without_group_commit(), a_missing_conversation_in_a_batch).await;
-}
-
-#[tokio::test]
 async fn sqlite_messages_are_delivered_in_their_own_transaction() {
-    on_sqlite(wide_batches(), messages_delivered_inline).await;
+    on_sqlite(wide_batches_delivering_inline(), messages_delivered_inline).await;
 }
 
 #[tokio::test]
 async fn postgres_messages_are_delivered_in_their_own_transaction() {
-    on_postgres(wide_batches(), 1, messages_delivered_inline).await;
+    on_postgres(
+        wide_batches_delivering_inline(),
+        1,
+        messages_delivered_inline,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_a_message_the_database_refuses_fails_only_its_own_append() {
+    on_postgres(wide_batches(), 1, a_message_the_database_refuses_in_a_batch).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_many_concurrent_appends_get_gap_free_seqs() {
     on_sqlite(GroupCommitOptions::default(), many_concurrent_appends).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_without_group_commit_appends_stay_gap_free() {
-    on_sqlite(without_group_commit(), many_concurrent_appends).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

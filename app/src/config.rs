@@ -79,8 +79,6 @@ pub struct StorageSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupCommitSettings {
-    /// `false`: one transaction per message (for comparison).
-    pub enabled: bool,
     /// Most messages in one transaction.
     pub max_batch: usize,
     /// Longest a message waits for others to join its transaction, in microseconds (the
@@ -169,8 +167,8 @@ pub enum DeliveryKind {
 pub struct DeliverySettings {
     /// `memory` or `nats`.
     pub kind: DeliveryKind,
-    /// With `memory` and group commit: write a message's two inboxes in its own transaction
-    /// when they share its database, instead of an outbox row for the relay.
+    /// With `memory`: write a message's two inboxes in its own transaction when they share
+    /// its database, instead of an outbox row for the relay; the send then pushes it live.
     pub inline: bool,
     /// Outbox entries moved per relay step.
     pub relay_batch: u32,

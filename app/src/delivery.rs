@@ -1,10 +1,11 @@
 //! The delivery section of the settings becomes the event queue, the live bus and (with
 //! NATS) the consumer that applies events on this process.
 //!
-//! - `memory`: a message is delivered in its own append transaction when both inboxes are
-//!   in the conversation's database (group commit on; see `SqlStorage::deliver_inline`);
-//!   for everything else the relay's hand-off *is* delivery (applied before the outbox row
-//!   goes). Live events reach devices on this process only.
+//! - `memory`: with `delivery.inline`, a message is delivered in its own append transaction
+//!   when both inboxes are in the conversation's database, and the send pushes it live (see
+//!   `GroupCommitOptions::inline_delivery`, wired in `startup`); for everything else the
+//!   relay's hand-off *is* delivery (applied before the outbox row goes). Live events reach
+//!   devices on this process only.
 //! - `nats`: the relay publishes to JetStream, one subject per partition of conversations;
 //!   every process runs a loop per partition on durable consumers they all share, so each
 //!   event is applied once, in conversation order, by whichever process gets it; live events

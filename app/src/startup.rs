@@ -54,9 +54,17 @@ impl Application {
     /// # Errors
     /// When storage cannot be reached or migrated, or the address cannot be bound.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let storage = storage::connect(&settings.storage, settings.storage.migrate_on_start)
-            .await
-            .context("connecting to storage")?;
+        // In process anyway: a message's inboxes are written with it, not by the relay, and
+        // the send pushes it live.
+        let inline_delivery = settings.delivery.kind == crate::config::DeliveryKind::Memory
+            && settings.delivery.inline;
+        let storage = storage::connect(
+            &settings.storage,
+            settings.storage.migrate_on_start,
+            inline_delivery,
+        )
+        .await
+        .context("connecting to storage")?;
         match Self::assemble(settings, storage.clone()).await {
             Ok(app) => Ok(app),
             Err(err) => {
@@ -80,11 +88,6 @@ impl Application {
         } = delivery::build(&settings.delivery, inbox.clone())
             .await
             .context("setting up delivery")?;
-        if settings.delivery.kind == crate::config::DeliveryKind::Memory && settings.delivery.inline
-        {
-            // In process anyway: a message's inboxes are written with it, not by the relay.
-            storage.deliver_inline(live.clone());
-        }
         let relay = Arc::new(
             Relay::new(outbox, queue, settings.delivery.relay_batch)
                 .with_max_attempts(settings.delivery.relay_max_attempts),

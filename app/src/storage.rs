@@ -44,23 +44,30 @@ pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
     })
 }
 
-/// The group-commit options the settings describe.
-pub fn group_commit(settings: &StorageSettings) -> GroupCommitOptions {
+/// The group-commit options the settings describe; `inline_delivery` as for
+/// [`GroupCommitOptions::inline_delivery`].
+pub fn group_commit(settings: &StorageSettings, inline_delivery: bool) -> GroupCommitOptions {
     let group = &settings.group_commit;
     GroupCommitOptions {
-        enabled: group.enabled,
         max_batch: group.max_batch,
         max_delay: std::time::Duration::from_micros(group.max_delay_us),
         writers: group.writers,
+        inline_delivery,
     }
 }
 
-/// Connects to the configured database, applying migrations when `migrate` is true.
+/// Connects to the configured database, applying migrations when `migrate` is true, with
+/// appends delivering inline when `inline_delivery` is (see [`group_commit`]).
 ///
 /// # Errors
 /// When the database cannot be reached or a migration fails; the pools are closed then.
-pub async fn connect(settings: &StorageSettings, migrate: bool) -> anyhow::Result<SqlStorage> {
-    let storage = SqlStorage::connect_with(sql_options(settings)?, group_commit(settings)).await?;
+pub async fn connect(
+    settings: &StorageSettings,
+    migrate: bool,
+    inline_delivery: bool,
+) -> anyhow::Result<SqlStorage> {
+    let options = group_commit(settings, inline_delivery);
+    let storage = SqlStorage::connect_with(sql_options(settings)?, options).await?;
     if migrate && let Err(err) = storage.migrate().await {
         storage.close().await;
         return Err(err.context("applying migrations"));
@@ -73,7 +80,7 @@ pub async fn connect(settings: &StorageSettings, migrate: bool) -> anyhow::Resul
 /// # Errors
 /// As for [`connect`].
 pub async fn migrate(settings: &StorageSettings) -> anyhow::Result<()> {
-    let storage = connect(settings, true).await?;
+    let storage = connect(settings, true, false).await?;
     storage.close().await;
     tracing::info!("migrations applied");
     Ok(())

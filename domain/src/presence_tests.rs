@@ -71,7 +71,11 @@ impl Room {
             created_at: self.clock.now(),
         };
         let appended = self.conversations.append(new).await.expect("appended");
-        let message = appended.expect("a member's message").message().clone();
+        let message = appended
+            .expect("a member's message")
+            .appended
+            .message()
+            .clone();
         let event = FeedEventBody::MessageCreated { message };
         for (user, peer) in [(from, to), (to, from)] {
             let applied = self

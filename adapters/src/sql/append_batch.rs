@@ -4,8 +4,8 @@
 //!
 //! With inline delivery, a message whose two members' inboxes live in this same database
 //! gets no outbox row: both inboxes are updated in the append's own transaction instead (what
-//! the relay would do a moment later, with the same code), and the feed events are handed
-//! back for the live push after commit.
+//! the relay would do a moment later, with the same code), and the feed events come back
+//! with the append's outcome, for its caller to push live.
 //!
 //! Conversation rows are locked first, in id order (`FOR UPDATE` on PostgreSQL; SQLite's
 //! immediate transaction holds the whole file), so the dedupe read that follows sees every
@@ -15,9 +15,9 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use duet_domain::conversations::{Message, NewMessage};
-use duet_domain::events::DurableEvent;
-use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxUpdate};
+use duet_domain::conversations::{AppendOutcome, Appended, Message, NewMessage};
+use duet_domain::events::{Delivered, DurableEvent};
+use duet_domain::inbox::{FeedEventBody, InboxUpdate};
 use duet_domain::{StoreError, UserId};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
@@ -30,15 +30,6 @@ use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
 use super::inbox_batch::{Origin, plan_apply};
-
-/// What one append of the batch comes to.
-#[derive(Debug)]
-pub(super) enum Answer {
-    Created(Message),
-    Replayed(Message),
-    /// The conversation does not exist, or the sender is not in it.
-    Missing,
-}
 
 /// Why a batch did not commit.
 pub(super) enum BatchFailure {
@@ -61,10 +52,9 @@ fn client_key(message: &NewMessage) -> ClientKey {
 
 /// What a committed batch comes to.
 pub(super) struct Committed {
-    /// One per append, in the batch's order.
-    pub answers: Vec<Answer>,
-    /// Feed events applied inline, in cursor order, for the live push.
-    pub delivered: Vec<(UserId, FeedEvent)>,
+    /// One per append, in the batch's order: `None` when the conversation does not exist or
+    /// the sender is not in it.
+    pub answers: Vec<Option<AppendOutcome>>,
     /// Whether outbox rows were written (the relay has work).
     pub outboxed: bool,
 }
@@ -161,7 +151,8 @@ async fn write(
             .collect();
     let mut known = stored_duplicates(txn, batch).await?;
 
-    let mut answers = Vec::with_capacity(batch.len());
+    let mut answers: Vec<Option<AppendOutcome>> = Vec::with_capacity(batch.len());
+    // Each new message, with the index of its answer.
     let mut created = Vec::new();
     for new in batch {
         // A conversation the sender is not in is answered as if there were none.
@@ -169,12 +160,12 @@ async fn write(
             .get_mut(&new.conversation_id.0)
             .filter(|counter| counter.members.contains(&new.sender_id))
         else {
-            answers.push(Answer::Missing);
+            answers.push(None);
             continue;
         };
         let key = client_key(new);
         if let Some(original) = known.get(&key) {
-            answers.push(Answer::Replayed(original.clone()));
+            answers.push(Some(Appended::Replayed(original.clone()).into()));
             continue;
         }
         counter.last_seq += 1;
@@ -202,24 +193,26 @@ async fn write(
         );
         // A second send with this client id later in the batch replays this one.
         known.insert(key, message.clone());
-        answers.push(Answer::Created(message.clone()));
-        created.push((message, event));
+        created.push((answers.len(), message.clone(), event));
+        answers.push(Some(Appended::Created(message).into()));
     }
 
-    let (delivered, queued): (Vec<_>, Vec<_>) =
-        created.iter().partition(|(_, event)| inline(event.members));
-    let updates: Vec<InboxUpdate<'_>> = delivered
+    let (delivered_here, queued): (Vec<_>, Vec<_>) = created
         .iter()
-        .flat_map(|(_, event)| InboxUpdate::for_members(event))
-        .collect();
+        .partition(|(_, _, event)| inline(event.members));
+    // Both members' updates of each message delivered here, with the index of its answer.
+    let (owners, updates): (Vec<usize>, Vec<InboxUpdate<'_>>) = delivered_here
+        .iter()
+        .flat_map(|(answer, _, event)| InboxUpdate::for_members(event).map(|u| (*answer, u)))
+        .unzip();
     let refs: Vec<&InboxUpdate<'_>> = updates.iter().collect();
     let plan = if refs.is_empty() {
         None
     } else {
         Some(plan_apply(txn, &refs, Origin::SameTransaction).await?)
     };
-    let messages: Vec<&Message> = created.iter().map(|(message, _)| message).collect();
-    let queued: Vec<&DurableEvent> = queued.into_iter().map(|(_, event)| event).collect();
+    let messages: Vec<&Message> = created.iter().map(|(_, message, _)| message).collect();
+    let queued: Vec<&DurableEvent> = queued.into_iter().map(|(_, _, event)| event).collect();
     let (inbox_writes, inbox_rows, applied) = match plan {
         Some(plan) => (plan.statements, plan.rows, plan.applied),
         None => (Vec::new(), 0, Vec::new()),
@@ -227,14 +220,16 @@ async fn write(
     phases.end("read");
     write_all(txn, &counters, &messages, &queued, inbox_writes, inbox_rows).await?;
     phases.end("write");
-    let delivered = updates
-        .iter()
-        .zip(applied)
-        .filter_map(|(update, applied)| Some((update.user, applied?)))
-        .collect();
+    for ((update, applied), owner) in updates.iter().zip(applied).zip(owners) {
+        if let (Some(event), Some(outcome)) = (applied, &mut answers[owner]) {
+            outcome.delivered.push(Delivered {
+                user: update.user,
+                event,
+            });
+        }
+    }
     Ok(Committed {
         answers,
-        delivered,
         outboxed: !queued.is_empty(),
     })
 }

@@ -1,23 +1,24 @@
+//! Conversations and their messages in SQL. Appends go through the group-commit writer
+//! ([`super::group_commit`]); opening, reading and read positions are plain statements.
+
 use async_trait::async_trait;
 use duet_domain::conversations::{
-    Appended, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message, NewMessage,
+    AppendOutcome, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message, NewMessage,
 };
 use duet_domain::events::DurableEvent;
 use duet_domain::inbox::FeedEventBody;
 use duet_domain::{ConversationId, MessageId, StoreError, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
-use tokio::sync::Notify;
 use tracing::instrument;
 
 use super::SqlStorage;
 use super::entities::{conversations, messages, outbox};
-use super::errors::{from_db, from_json, is_unique_violation};
-use super::router::ShardRouter;
+use super::errors::{from_db, from_json};
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
 /// (`IMMEDIATE`): a deferred transaction that reads first and then writes fails at once
@@ -79,143 +80,6 @@ async fn write_outbox(txn: &DatabaseTransaction, event: &DurableEvent) -> Result
     Ok(())
 }
 
-async fn find_by_client_id<C: ConnectionTrait>(
-    db: &C,
-    message: &NewMessage,
-) -> Result<Option<Message>, DbErr> {
-    Ok(messages::Entity::find()
-        .filter(messages::Column::ConversationId.eq(message.conversation_id.0))
-        .filter(messages::Column::SenderId.eq(message.sender_id.0))
-        .filter(messages::Column::ClientMsgId.eq(message.client_msg_id.as_str()))
-        .one(db)
-        .await?
-        .map(to_message))
-}
-
-/// What happened inside the append transaction.
-enum AppendStep {
-    Committed(Message),
-    Replayed(Message),
-    Missing,
-    /// Another transaction stored the same client id first (PostgreSQL race).
-    LostRace,
-}
-
-/// One append in its own transaction: the path without group commit, and the fallback for a
-/// batch that failed.
-pub(super) async fn append_alone(
-    router: &ShardRouter,
-    outbox_signal: &Notify,
-    new: &NewMessage,
-) -> Result<Option<Appended>, StoreError> {
-    match append_in_txn(router, outbox_signal, new).await? {
-        AppendStep::Committed(message) => Ok(Some(Appended::Created(message))),
-        AppendStep::Replayed(message) => Ok(Some(Appended::Replayed(message))),
-        AppendStep::Missing => Ok(None),
-        AppendStep::LostRace => {
-            let route = router.for_conversation(new.conversation_id);
-            let original = find_by_client_id(route.writer(), new)
-                .await
-                .map_err(from_db)?
-                .ok_or_else(|| {
-                    StoreError::Unexpected(anyhow::anyhow!(
-                        "unique violation on a client id that is not stored"
-                    ))
-                })?;
-            Ok(Some(Appended::Replayed(original)))
-        }
-    }
-}
-
-async fn append_in_txn(
-    router: &ShardRouter,
-    outbox_signal: &Notify,
-    new: &NewMessage,
-) -> Result<AppendStep, StoreError> {
-    let route = router.for_conversation(new.conversation_id);
-    let txn = begin_write(route.writer()).await?;
-
-    // Take the next seq first: the UPDATE locks the conversation row, so concurrent
-    // appends to one conversation queue here and each sees the ones before it committed.
-    let Some(row) = conversations::Entity::find_by_id(new.conversation_id.0)
-        .one(&txn)
-        .await
-        .map_err(from_db)?
-    else {
-        return Ok(AppendStep::Missing);
-    };
-    let conversation = to_conversation(row);
-    if !conversation.members.contains(&new.sender_id) {
-        // Not the sender's conversation: answered as if there were none.
-        txn.rollback().await.map_err(from_db)?;
-        return Ok(AppendStep::Missing);
-    }
-    let read = read_column(&conversation, new.sender_id);
-    let updated = conversations::Entity::update_many()
-        .col_expr(
-            conversations::Column::LastSeq,
-            Expr::col(conversations::Column::LastSeq).add(1),
-        )
-        .col_expr(read, Expr::col(conversations::Column::LastSeq).add(1))
-        .col_expr(
-            conversations::Column::UpdatedAt,
-            Expr::value(new.created_at),
-        )
-        .filter(conversations::Column::Id.eq(new.conversation_id.0))
-        .exec_with_returning(&txn)
-        .await
-        .map_err(from_db)?;
-    let Some(updated) = updated.into_iter().next() else {
-        return Ok(AppendStep::Missing);
-    };
-
-    if let Some(original) = find_by_client_id(&txn, new).await.map_err(from_db)? {
-        txn.rollback().await.map_err(from_db)?;
-        return Ok(AppendStep::Replayed(original));
-    }
-
-    let message = Message {
-        id: new.id,
-        conversation_id: new.conversation_id,
-        seq: updated.last_seq,
-        sender_id: new.sender_id,
-        client_msg_id: new.client_msg_id.clone(),
-        body: new.body.clone(),
-        created_at: new.created_at,
-    };
-    let inserted = messages::Entity::insert(messages::ActiveModel {
-        id: Set(message.id.0),
-        conversation_id: Set(message.conversation_id.0),
-        seq: Set(message.seq),
-        sender_id: Set(message.sender_id.0),
-        client_msg_id: Set(message.client_msg_id.clone()),
-        body: Set(message.body.clone()),
-        created_at: Set(message.created_at),
-    })
-    .exec_without_returning(&txn)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        Err(err) if is_unique_violation(&err) => {
-            txn.rollback().await.map_err(from_db)?;
-            return Ok(AppendStep::LostRace);
-        }
-        Err(err) => return Err(from_db(err)),
-    }
-    let event = DurableEvent::new(
-        conversation.members,
-        FeedEventBody::MessageCreated {
-            message: message.clone(),
-        },
-        message.created_at,
-    );
-    write_outbox(&txn, &event).await?;
-    txn.commit().await.map_err(from_db)?;
-    route.wrote().await;
-    outbox_signal.notify_one();
-    Ok(AppendStep::Committed(message))
-}
-
 #[async_trait]
 impl ConversationStore for SqlStorage {
     async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError> {
@@ -270,19 +134,15 @@ impl ConversationStore for SqlStorage {
             .map(to_conversation))
     }
 
+    /// Through the conversation's database's group-commit writer: see [`super::group_commit`].
     #[instrument(skip_all, fields(conversation = %new.conversation_id))]
-    async fn append(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
-        match &self.group_commit {
-            Some(writers) => {
-                let shard = self
-                    .router
-                    .for_conversation(new.conversation_id)
-                    .shard
-                    .index;
-                writers[shard].append(new).await
-            }
-            None => append_alone(&self.router, &self.outbox_signal, &new).await,
-        }
+    async fn append(&self, new: NewMessage) -> Result<Option<AppendOutcome>, StoreError> {
+        let shard = self
+            .router
+            .for_conversation(new.conversation_id)
+            .shard
+            .index;
+        self.group_commit[shard].append(new).await
     }
 
     #[instrument(skip(self))]

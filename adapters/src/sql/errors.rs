@@ -2,7 +2,7 @@
 //! with Retry-After); anything else is `Unexpected`, and its text never reaches a client.
 
 use duet_domain::StoreError;
-use sea_orm::{DbErr, RuntimeErr, SqlErr};
+use sea_orm::{DbErr, RuntimeErr};
 
 pub fn from_db(err: DbErr) -> StoreError {
     match &err {
@@ -30,11 +30,6 @@ fn is_unavailable(err: &sea_orm::sqlx::Error) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether the error is a unique-constraint violation (a lost race on an idempotency key).
-pub fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 /// Wraps a JSON (de)serialization failure of a stored payload.

@@ -1,7 +1,7 @@
 //! Group commit: one writer task per physical database gathers concurrent appends and
 //! commits them in one transaction, so a burst of N sends costs one commit (one fsync)
 //! instead of N. Each caller is answered only after that commit, so "acknowledged" still
-//! means durable.
+//! means durable. Every append goes this way; a lone send is a batch of one.
 //!
 //! The task takes the first waiting append, then keeps gathering until the batch holds
 //! `max_batch` appends or `max_delay` has passed since the first arrived. While a batch
@@ -16,22 +16,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duet_domain::conversations::{Appended, NewMessage};
-use duet_domain::events::LiveEvent;
+use duet_domain::conversations::{AppendOutcome, Appended, NewMessage};
 use duet_domain::{StoreError, UserId};
 use sea_orm::DbBackend;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::InlineDelivery;
-use super::append_batch::{Answer, BatchFailure, Committed, append_batch};
+use super::append_batch::{BatchFailure, Committed, append_batch};
 use super::router::ShardRouter;
 
-/// How appends are gathered into transactions.
+/// How appends are gathered into transactions, and what an append delivers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitOptions {
-    /// Off: every append is its own transaction, as before group commit (for comparison).
-    pub enabled: bool,
     /// Most appends in one transaction.
     pub max_batch: usize,
     /// Longest an append waits for others to join its batch. Tokio's timer has millisecond
@@ -40,21 +36,27 @@ pub struct GroupCommitOptions {
     pub max_delay: Duration,
     /// Writer tasks per PostgreSQL database (at least 1); SQLite always has one.
     pub writers: usize,
+    /// Deliver a message in its own transaction when both members' inboxes live in the
+    /// conversation's database: both inboxes are written instead of an outbox row, and the
+    /// feed events come back in [`AppendOutcome::delivered`] for the caller to push live.
+    /// Only for a process that delivers in process (nothing else learns of these events);
+    /// everything else still goes through the outbox.
+    pub inline_delivery: bool,
 }
 
 impl Default for GroupCommitOptions {
     fn default() -> Self {
         Self {
-            enabled: true,
             max_batch: 256,
             max_delay: Duration::from_micros(1000),
             writers: 4,
+            inline_delivery: false,
         }
     }
 }
 
 /// What a caller is answered with.
-pub(super) type Reply = Result<Option<Appended>, StoreError>;
+pub(super) type Reply = Result<Option<AppendOutcome>, StoreError>;
 
 struct Request {
     message: NewMessage,
@@ -77,7 +79,6 @@ struct Writer {
     router: Arc<ShardRouter>,
     shard: usize,
     outbox_signal: Arc<Notify>,
-    inline: InlineDelivery,
     options: GroupCommitOptions,
 }
 
@@ -87,7 +88,6 @@ impl GroupCommitter {
         router: Arc<ShardRouter>,
         shard: usize,
         outbox_signal: Arc<Notify>,
-        inline: InlineDelivery,
         options: GroupCommitOptions,
     ) -> Self {
         let max_batch = options.max_batch.max(1);
@@ -105,7 +105,6 @@ impl GroupCommitter {
                 router: router.clone(),
                 shard,
                 outbox_signal: outbox_signal.clone(),
-                inline: inline.clone(),
                 options: GroupCommitOptions {
                     max_batch,
                     ..options
@@ -177,69 +176,37 @@ impl Writer {
     }
 
     async fn commit(&self, batch: Vec<Request>) {
-        let shard = self.router.shard(self.shard);
         let (messages, replies): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|r| (r.message, r.reply)).unzip();
-        let live = self.inline.get();
-        // Both inboxes here too (and delivery in process): delivered in the append itself.
-        let inline = |members: [UserId; 2]| {
-            live.is_some()
-                && members
-                    .iter()
-                    .all(|member| self.router.for_user(*member).shard.index == self.shard)
-        };
-        match append_batch(&shard.writer, &messages, inline).await {
-            Ok(committed) => {
-                self.after_commit(&messages, &committed).await;
-                for (reply, answer) in replies.into_iter().zip(committed.answers) {
-                    // A caller that gave up (its request was cancelled) no longer listens.
-                    let _ = reply.send(Ok(to_appended(answer)));
-                }
-                if let Some(live) = live {
-                    // In cursor order, after the commit, as the relay's delivery would.
-                    for (user, event) in committed.delivered {
-                        live.publish(user, LiveEvent::Feed(event)).await;
-                    }
+        match self.write(&messages).await {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // A caller that gave up (its request was cancelled) no longer listens;
+                    // what it would have pushed live waits in the feed for a catch-up.
+                    let _ = reply.send(Ok(answer));
                 }
             }
-            Err(BatchFailure::Statement(StoreError::Unavailable(err))) => {
-                let err = StoreError::Unavailable(err);
-                tracing::warn!(
-                    error = format!("{err:#}"),
-                    size = messages.len(),
-                    "group commit batch failed"
-                );
-                for reply in replies {
-                    let _ = reply.send(Err(copy(&err)));
-                }
-            }
-            Err(BatchFailure::Statement(err)) => {
-                // One bad message, or a unique violation from another process's concurrent
-                // append (PostgreSQL aborts the whole transaction): give each append its own
-                // transaction, so only a bad one fails and a lost race answers as a replay.
+            Err(BatchFailure::Statement(err))
+                if messages.len() > 1 && !matches!(err, StoreError::Unavailable(_)) =>
+            {
+                // One bad message fails the whole transaction: give each append a batch of
+                // its own, so only a bad one fails.
                 tracing::warn!(
                     error = format!("{err:#}"),
                     size = messages.len(),
                     "group commit batch failed; retrying its appends one by one"
                 );
                 metrics::counter!("duet_group_commit_fallbacks_total").increment(1);
-                for (message, reply) in messages.into_iter().zip(replies) {
-                    let answer = super::conversations::append_alone(
-                        &self.router,
-                        &self.outbox_signal,
-                        &message,
-                    )
-                    .await;
+                for (message, reply) in messages.iter().zip(replies) {
+                    let answer = match self.write(std::slice::from_ref(message)).await {
+                        Ok(mut answers) => Ok(answers.pop().flatten()),
+                        Err(failure) => Err(failed(failure, 1)),
+                    };
                     let _ = reply.send(answer);
                 }
             }
-            Err(BatchFailure::Commit(err)) => {
-                // Unknown whether it took effect: nobody is told it did.
-                tracing::error!(
-                    error = format!("{err:#}"),
-                    size = messages.len(),
-                    "group commit failed"
-                );
+            Err(failure) => {
+                let err = failed(failure, messages.len());
                 for reply in replies {
                     let _ = reply.send(Err(copy(&err)));
                 }
@@ -247,19 +214,40 @@ impl Writer {
         }
     }
 
+    /// Appends `messages` in one transaction; after it commits, leaves the marks and the
+    /// relay wake-up it calls for.
+    async fn write(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<Option<AppendOutcome>>, BatchFailure> {
+        let shard = self.router.shard(self.shard);
+        // Both inboxes in this database too: delivered in the append itself.
+        let inline = |members: [UserId; 2]| {
+            self.options.inline_delivery
+                && members
+                    .iter()
+                    .all(|member| self.router.for_user(*member).shard.index == self.shard)
+        };
+        let committed = append_batch(&shard.writer, messages, inline).await?;
+        self.after_commit(messages, &committed).await;
+        Ok(committed.answers)
+    }
+
     /// Write marks for read-your-writes on replicas (conversations, and the inboxes
     /// delivered inline), and a wake-up for the relay when it has work.
     async fn after_commit(&self, messages: &[NewMessage], committed: &Committed) {
-        let conversations = messages
+        let created = messages
             .iter()
             .zip(&committed.answers)
-            .filter(|(_, answer)| matches!(answer, Answer::Created(_)))
-            .map(|(message, _)| self.router.for_conversation(message.conversation_id).slot);
-        let inboxes = committed
-            .delivered
-            .iter()
-            .map(|(user, _)| self.router.for_user(*user).slot);
-        let slots: BTreeSet<usize> = conversations.chain(inboxes).collect();
+            .filter_map(|(message, answer)| Some((message, answer.as_ref()?)))
+            .filter(|(_, outcome)| matches!(outcome.appended, Appended::Created(_)));
+        let mut slots = BTreeSet::new();
+        for (message, outcome) in created {
+            slots.insert(self.router.for_conversation(message.conversation_id).slot);
+            for delivered in &outcome.delivered {
+                slots.insert(self.router.for_user(delivered.user).slot);
+            }
+        }
         if !slots.is_empty() {
             self.router.shard(self.shard).wrote_all(slots).await;
         }
@@ -269,11 +257,22 @@ impl Writer {
     }
 }
 
-fn to_appended(answer: Answer) -> Option<Appended> {
-    match answer {
-        Answer::Created(message) => Some(Appended::Created(message)),
-        Answer::Replayed(message) => Some(Appended::Replayed(message)),
-        Answer::Missing => None,
+/// Logs why a batch of `size` appends failed; the error its callers are answered with.
+fn failed(failure: BatchFailure, size: usize) -> StoreError {
+    match failure {
+        BatchFailure::Statement(err) => {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                size,
+                "group commit batch failed"
+            );
+            err
+        }
+        BatchFailure::Commit(err) => {
+            // Unknown whether it took effect: nobody is told it did.
+            tracing::error!(error = format!("{err:#}"), size, "group commit failed");
+            err
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 //! accounts, sessions and inboxes by user id, handle claims by handle. No query joins across
 //! those groups, so spreading shards over several databases is configuration.
 //!
-//! Writes on the send path are grouped: appends go through one writer task per database
-//! ([`group_commit`]) that commits many in one transaction, and delivery applies a whole
-//! relay batch to the inboxes with one transaction per user shard (`inbox_batch`).
+//! Writes on the send path are grouped: every append goes through one writer task per
+//! database ([`group_commit`]) that commits many in one transaction, and delivery applies a
+//! whole relay batch to the inboxes with one transaction per user shard (`inbox_batch`).
+//! Storage only stores: what an append delivered inline comes back to its caller, which
+//! pushes it live.
 
 mod accounts;
 mod append_batch;
@@ -27,7 +29,6 @@ use std::sync::Arc;
 
 pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
 pub use backup::{BackupSummary, backup_sqlite};
-use duet_domain::events::LiveBus;
 pub use group_commit::GroupCommitOptions;
 pub use router::{Route, Shard, ShardRouter};
 
@@ -62,24 +63,20 @@ pub struct SqlOptions {
     pub logical_shards: u32,
 }
 
-/// Where group commit pushes the feed events it delivered inline: set (once) when delivery
-/// is in process, see [`SqlStorage::deliver_inline`].
-type InlineDelivery = Arc<std::sync::OnceLock<Arc<dyn LiveBus>>>;
-
 /// Accounts, conversations, inboxes and outboxes in SQL. Cheap to clone.
 #[derive(Clone)]
 pub struct SqlStorage {
     router: Arc<ShardRouter>,
     outbox_signal: Arc<tokio::sync::Notify>,
-    /// One group-commit writer per shard, by shard index; `None` when group commit is off.
-    group_commit: Option<Arc<[group_commit::GroupCommitter]>>,
+    /// One group-commit writer per shard, by shard index.
+    group_commit: Arc<[group_commit::GroupCommitter]>,
     /// The outbox shards this process's relay has claimed (PostgreSQL).
     relay_claims: Arc<outbox::RelayClaims>,
-    inline: InlineDelivery,
 }
 
 impl SqlStorage {
-    /// Connects to every shard's database, with group commit on its default settings.
+    /// Connects to every shard's database, with group commit on its default settings (no
+    /// inline delivery).
     ///
     /// # Errors
     /// When a database cannot be opened or reached.
@@ -87,8 +84,8 @@ impl SqlStorage {
         Self::connect_with(options, GroupCommitOptions::default()).await
     }
 
-    /// Connects to every shard's database and starts a group-commit writer task per shard
-    /// (on the current Tokio runtime) unless `group_commit.enabled` is false.
+    /// Connects to every shard's database and starts its group-commit writer tasks (on the
+    /// current Tokio runtime).
     ///
     /// # Errors
     /// When a database cannot be opened or reached.
@@ -98,38 +95,22 @@ impl SqlStorage {
     ) -> anyhow::Result<Self> {
         let router = Arc::new(ShardRouter::connect(&options).await?);
         let outbox_signal = Arc::new(tokio::sync::Notify::new());
-        let inline = InlineDelivery::default();
-        let writers = group_commit.enabled.then(|| {
-            (0..router.shards().len())
-                .map(|shard| {
-                    group_commit::GroupCommitter::start(
-                        router.clone(),
-                        shard,
-                        outbox_signal.clone(),
-                        inline.clone(),
-                        group_commit,
-                    )
-                })
-                .collect()
-        });
+        let writers = (0..router.shards().len())
+            .map(|shard| {
+                group_commit::GroupCommitter::start(
+                    router.clone(),
+                    shard,
+                    outbox_signal.clone(),
+                    group_commit,
+                )
+            })
+            .collect();
         Ok(Self {
             router,
             outbox_signal,
             group_commit: writers,
             relay_claims: Arc::default(),
-            inline,
         })
-    }
-
-    /// Delivers messages in the append's own transaction when delivery is in process: with
-    /// group commit on, a message whose two members' inboxes are in the same database as the
-    /// conversation gets no outbox row; both inboxes are updated with it (what the relay's
-    /// [`Delivery`](duet_domain::events::Delivery) would do a moment later, in another
-    /// transaction), and its feed events go to `live` after the commit. Everything else
-    /// (read receipts, conversations across databases) still goes through the outbox. Only
-    /// the first call counts.
-    pub fn deliver_inline(&self, live: Arc<dyn LiveBus>) {
-        let _ = self.inline.set(live);
     }
 
     /// Applies pending migrations on every shard.

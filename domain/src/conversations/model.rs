@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::InvalidInput;
+use crate::events::Delivered;
 use crate::{ConversationId, MessageId, UserId};
 
 /// A message body: not blank, no NUL (PostgreSQL text cannot hold one), at most 4096 bytes
@@ -153,6 +154,27 @@ impl Appended {
     pub fn message(&self) -> &Message {
         match self {
             Self::Created(m) | Self::Replayed(m) => m,
+        }
+    }
+}
+
+/// What [`ConversationStore::append`](super::ConversationStore::append) did: the message,
+/// and what it delivered to the members' inboxes in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub appended: Appended,
+    /// The feed events the append applied to the members' inboxes itself (inline delivery),
+    /// in cursor order per member, for the caller to push live. Empty for a replay and for
+    /// a message left to the outbox, whose delivery pushes it instead.
+    pub delivered: Vec<Delivered>,
+}
+
+impl From<Appended> for AppendOutcome {
+    /// An append that delivered nothing itself.
+    fn from(appended: Appended) -> Self {
+        Self {
+            appended,
+            delivered: Vec::new(),
         }
     }
 }

@@ -3,13 +3,13 @@ use std::sync::Arc;
 use tracing::instrument;
 
 use super::{
-    Appended, ClientMsgId, Conversation, ConversationStore, HistoryPage, HistoryQuery, MarkedRead,
-    MessageBody, NewMessage,
+    AppendOutcome, Appended, ClientMsgId, Conversation, ConversationStore, HistoryPage,
+    HistoryQuery, MarkedRead, MessageBody, NewMessage,
 };
 use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
 use crate::cache::{HistoryCache, SendDecision, SendLimiter, latest_page};
 use crate::clock::{Clock, SystemClock};
-use crate::events::{Ephemeral, LiveBus, LiveEvent};
+use crate::events::{Delivered, Ephemeral, LiveBus, LiveEvent};
 use crate::inbox::{ConversationView, InboxStore};
 use crate::{ConversationId, MessageId, StoreError};
 
@@ -136,7 +136,12 @@ impl ConversationService {
     }
 
     /// Sends a message, or returns the original when `client_msg_id` was already used by the
-    /// caller in this conversation.
+    /// caller in this conversation. When the store delivered the message inline (see
+    /// [`ConversationStore::append`]), pushes its feed events to both members' devices
+    /// before returning; otherwise the relay's delivery does.
+    ///
+    /// Run it to the end once started: dropped after the commit, the inline push is lost
+    /// (the feed still has the message; devices get it on their next catch-up).
     ///
     /// # Errors
     /// `Invalid` for a bad body or client id; `NotFound` as for [`Self::get`];
@@ -167,11 +172,19 @@ impl ConversationService {
             body: body.into_inner(),
             created_at: self.clock.now(),
         };
-        let appended = self
+        let AppendOutcome {
+            appended,
+            delivered,
+        } = self
             .conversations
             .append(message)
             .await?
             .ok_or(ConversationError::NotFound)?;
+        // Delivered inline: the inboxes were written with the message, so no relay will push
+        // it; this send does, now that it is committed, before anything else can wait.
+        for Delivered { user, event } in delivered {
+            self.live.publish(user, LiveEvent::Feed(event)).await;
+        }
         // A replay was written through (or read back) the first time; only new ones go in.
         if let (Some(cache), Appended::Created(message)) = (&self.history_cache, &appended) {
             cache.remember(id, std::slice::from_ref(message)).await;

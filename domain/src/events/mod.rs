@@ -1,5 +1,7 @@
 //! Events: the durable path from a committed write to both inboxes (outbox → queue →
-//! delivery), and the live lane to connected devices.
+//! delivery, or inline: both inboxes written with the message, see
+//! [`ConversationStore::append`](crate::conversations::ConversationStore::append)), and the
+//! live lane to connected devices.
 
 mod delivery;
 #[cfg(test)]

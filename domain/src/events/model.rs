@@ -34,6 +34,13 @@ pub struct OutboxEntry {
     pub event: DurableEvent,
 }
 
+/// A feed event newly applied to `user`'s inbox: what their connected devices are pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub user: UserId,
+    pub event: FeedEvent,
+}
+
 /// Something pushed to a user's connected devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -69,6 +69,12 @@ pub trait EventHandler: Send + Sync {
 }
 
 /// Live fan-out to connected devices. Best effort: the feed is the truth.
+///
+/// Feed events reach the bus from several publishers at once (each send that delivered
+/// inline, the relay's delivery, other processes), so one user's events may arrive out of
+/// cursor order. A subscriber orders them by cursor: a jump past the next cursor means it
+/// reads the gap from the feed (every lower cursor is committed by then, since a user's
+/// cursors are taken under one row lock), and anything at or below what it has is dropped.
 #[async_trait]
 pub trait LiveBus: Send + Sync {
     /// Sends to every device `user` has connected, wherever it is connected.

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use super::lock;
 use crate::conversations::{
-    Appended, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message, NewMessage,
+    AppendOutcome, Appended, Conversation, ConversationStore, HistoryQuery, MarkedRead, Message,
+    NewMessage,
 };
 use crate::{ConversationId, StoreError, UserId};
 
@@ -58,7 +59,7 @@ impl ConversationStore for MemoryConversationStore {
             .filter(|c| c.has_member(member)))
     }
 
-    async fn append(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
+    async fn append(&self, new: NewMessage) -> Result<Option<AppendOutcome>, StoreError> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         let mut state = lock(&self.state);
         let Some(stored) = state
@@ -72,7 +73,7 @@ impl ConversationStore for MemoryConversationStore {
             .iter()
             .find(|m| m.sender_id == new.sender_id && m.client_msg_id == new.client_msg_id);
         if let Some(earlier) = earlier {
-            return Ok(Some(Appended::Replayed(earlier.clone())));
+            return Ok(Some(Appended::Replayed(earlier.clone()).into()));
         }
         let conversation = &mut stored.conversation;
         conversation.last_seq += 1;
@@ -89,7 +90,7 @@ impl ConversationStore for MemoryConversationStore {
             created_at: new.created_at,
         };
         stored.messages.push(message.clone());
-        Ok(Some(Appended::Created(message)))
+        Ok(Some(Appended::Created(message).into()))
     }
 
     async fn mark_read(

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod conversations;
+mod delivery;
 mod errors;
 mod events;
 mod health;
