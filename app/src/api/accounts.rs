@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use super::ApiTags;
 use super::auth::{BearerAuth, count_attempt};
-use super::errors::ApiError;
+use crate::http::errors::ApiError;
 use super::models::UserBody;
 use super::text::Text;
 use crate::state::AppState;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::BearerAuth;
-use super::errors::ApiError;
+use crate::http::errors::ApiError;
 use super::models::{ConversationBody, MessageBody};
 use super::text::Text;
 use crate::state::AppState;

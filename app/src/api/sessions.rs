@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use super::ApiTags;
 use super::auth::{BearerAuth, count_attempt};
-use super::errors::ApiError;
+use crate::http::errors::ApiError;
 use super::models::UserBody;
 use super::text::Text;
 use super::timestamp::Timestamp;

@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::BearerAuth;
-use super::errors::ApiError;
+use crate::http::errors::ApiError;
 use super::models::ConversationBody;
 use crate::state::AppState;
 
