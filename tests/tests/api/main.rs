@@ -5,6 +5,7 @@
 //! Every module checks one area of `docs/API.md` and the invariants in `DESIGN.md`.
 
 mod accounts;
+mod consistency;
 mod conversations;
 mod errors;
 mod events;
