@@ -1,9 +1,10 @@
-//! What one answer says, the next read says too: the bytes of a message's time on every
-//! channel it is shown on.
+//! What one answer says, the next read says too: the version a read receipt answers, and the
+//! bytes of a message's time on every channel it is shown on.
 
+use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{eventually, spawn_app};
 
 /// `2026-01-02T03:04:05.123456Z`: RFC 3339, UTC as `Z`, exactly six fractional digits.
 #[track_caller]
@@ -22,6 +23,48 @@ fn assert_microsecond_utc(value: &Value) -> &str {
     );
     assert!(chrono::DateTime::parse_from_rfc3339(text).is_ok(), "{text}");
     text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_receipt_answers_the_version_the_conversation_then_shows() {
+    let app = spawn_app().await;
+    let (alice, bob, id) = app.alice_and_bob().await;
+    app.send_many(&alice, &id, "m", 2).await;
+    app.delivered(&bob, &id, 2).await;
+
+    let read = app.mark_read(&bob, &id, 1).await.expect(StatusCode::OK);
+    let shown = app.conversation(&bob, &id).await;
+    // Delivery of the read to the peer is asynchronous; once it has run, nothing else
+    // changed Bob's view, so his version must still be the one the receipt answered.
+    let synced = eventually("the read to reach Bob's sync", || async {
+        let page = app.sync(&bob, 0).await;
+        let change = page["changes"][0].clone();
+        (change["read_seq"] == 1).then_some(change)
+    })
+    .await;
+    let settled = app.conversation(&bob, &id).await;
+    let again = app.mark_read(&bob, &id, 1).await.expect(StatusCode::OK);
+
+    assert_eq!(read["read_seq"], 1);
+    assert_eq!(read["version"], shown["version"], "{read} vs {shown}");
+    assert_eq!(read["version"], settled["version"], "{read} vs {settled}");
+    assert_eq!(read["version"], synced["version"], "{read} vs {synced}");
+    assert_eq!(
+        again["version"], read["version"],
+        "a no-op read changes nothing"
+    );
+    let after_send = app.send(&alice, &id, "m 3").await;
+    app.delivered(&bob, &id, 3).await;
+    let moved = app.mark_read(&bob, &id, 3).await.expect(StatusCode::OK);
+    assert!(
+        moved["version"].as_i64() > read["version"].as_i64(),
+        "{moved}"
+    );
+    assert_eq!(
+        moved["version"],
+        app.conversation(&bob, &id).await["version"]
+    );
+    assert_eq!(moved["last_message"]["id"], after_send["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
