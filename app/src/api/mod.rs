@@ -3,17 +3,24 @@
 //!
 //! - One file per group of operations ([`accounts`], [`sessions`], [`conversations`],
 //!   [`messages`], [`sync`], [`health`]), each operation with its own `ApiResponse` enum.
+//! - [`statuses`]: which error statuses each operation declares (the errors themselves are
+//!   `crate::http::errors`).
 //! - [`auth`]: the bearer security scheme and the login/registration rate limit.
-//! - [`models`]: the JSON shapes; [`text`] and [`timestamp`]: field types that write and read
-//!   exactly what the contract says.
+//! - [`models`]: the JSON shapes; [`text`], [`timestamp`], [`nullable`] and [`declared`]:
+//!   field types that write, read and document exactly what the contract says; `examples`:
+//!   what the document shows for each.
 
 pub mod accounts;
 pub mod auth;
 pub mod conversations;
+pub mod declared;
+mod examples;
 pub mod health;
 pub mod messages;
 pub mod models;
+pub mod nullable;
 pub mod sessions;
+pub mod statuses;
 pub mod sync;
 pub mod text;
 pub mod timestamp;
