@@ -13,10 +13,13 @@ use crate::state::AppState;
 use crate::{api, http, ws};
 
 /// The server's whole HTTP surface.
-pub fn endpoint(state: Arc<AppState>) -> BoxEndpoint<'static> {
+///
+/// # Errors
+/// Settings the middleware refuses (a `server.cors_origins` entry that is not an origin).
+pub fn endpoint(state: Arc<AppState>) -> anyhow::Result<BoxEndpoint<'static>> {
     let service = api::service(&state);
     let templates = RouteTemplates::from_meta(&<api::Apis as OpenApi>::meta());
-    let max_body = state.server.max_body_bytes;
+    let server = state.server.clone();
     // The spec and UI endpoints borrow the service, so they are built before `nest` takes it.
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
@@ -27,5 +30,5 @@ pub fn endpoint(state: Arc<AppState>) -> BoxEndpoint<'static> {
         .at("/v1/events", get(ws::events))
         .nest("/", service)
         .data(state);
-    http::wrap(routes, max_body, templates)
+    http::wrap(routes, &server, templates)
 }

@@ -160,7 +160,7 @@ impl Application {
         Ok(Self {
             acceptor,
             port,
-            endpoint: routes::endpoint(state.clone()),
+            endpoint: routes::endpoint(state.clone())?,
             state,
             relay,
             consumer,

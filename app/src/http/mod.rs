@@ -5,11 +5,12 @@
 //!   `{"error": {"code", "message"}}` body.
 //! - [`auth`]: reading a bearer token and finding the caller behind it.
 //! - The middleware every request passes, outermost first ([`wrap`]): [`observe`] (metrics,
-//!   span), [`json_errors`] (every error answer is JSON), [`body_limit`] (413 before
-//!   reading), a panic catcher.
+//!   span), [`json_errors`] (every error answer is JSON), [`cors`] (when
+//!   `server.cors_origins` lists any), [`body_limit`] (413 before reading), a panic catcher.
 
 pub mod auth;
 pub mod body_limit;
+pub mod cors;
 pub mod errors;
 pub mod json_errors;
 pub mod observe;
@@ -20,22 +21,35 @@ use poem::endpoint::BoxEndpoint;
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Response};
 
+use self::cors::{AllowedOrigins, CorsForAllowed};
 use self::errors::ApiError;
 use self::observe::RouteTemplates;
+use crate::config::ServerSettings;
 
-/// `routes` wrapped in the middleware every request passes.
+/// `routes` wrapped in the middleware every request passes. CORS sits inside `json_errors`,
+/// so its refusals are JSON too, and outside the body limit, so a 413 still carries the
+/// headers a browser needs to read it.
+///
+/// # Errors
+/// A `server.cors_origins` entry that is not an origin.
 pub fn wrap(
     routes: impl Endpoint + 'static,
-    max_body_bytes: usize,
+    server: &ServerSettings,
     templates: RouteTemplates,
-) -> BoxEndpoint<'static> {
+) -> anyhow::Result<BoxEndpoint<'static>> {
     let templates = Arc::new(templates);
-    routes
+    let max_body_bytes = server.max_body_bytes;
+    let inner = routes
         .with(CatchPanic::new().with_handler(on_panic))
-        .around(move |ep, req| body_limit::limit_body(ep, req, max_body_bytes))
+        .around(move |ep, req| body_limit::limit_body(ep, req, max_body_bytes));
+    let inner = match AllowedOrigins::from_config(&server.cors_origins)? {
+        Some(allowed) => inner.with(CorsForAllowed::new(allowed)).boxed(),
+        None => inner.map_to_response().boxed(),
+    };
+    Ok(inner
         .around(json_errors::json_errors)
         .around(move |ep, req| observe::observe(ep, req, templates.clone()))
-        .boxed()
+        .boxed())
 }
 
 /// A panic in a handler is a bug: log what it said, answer an opaque 500.

@@ -7,6 +7,7 @@
 mod accounts;
 mod consistency;
 mod conversations;
+mod cors;
 mod errors;
 mod events;
 mod health;
