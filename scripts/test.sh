@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Duet's test command: every test of the workspace on the `sqlite` profile (the NATS and
-# Redis adapter tests included, which skip without those servers); then, when PostgreSQL
+# Redis adapter tests included, which skip without those servers) and the generated-client
+# check (scripts/client-check.sh, which needs PyPI once); then, when PostgreSQL
 # answers on 127.0.0.1:5432, its streaming replica on 127.0.0.1:5433 (scripts/pg-replica.sh
 # up, left running), the black-box suite on the `postgres` and `postgres-replica` profiles
 # and the replica routing tests; then, with Redis (127.0.0.1:6379) and NATS (127.0.0.1:4222)
@@ -98,6 +99,14 @@ fi
 ensure_nginx || true
 
 step "workspace, profile sqlite" env DUET_TEST_PROFILE=sqlite cargo test --workspace
+# A client generated from the served OpenAPI document walks the README's walk-through;
+# without PyPI (openapi-python-client) it is skipped, and under CI=true it fails.
+client_check_skipped=$(mktemp)
+step "generated client" env CLIENT_CHECK_SKIPPED="$client_check_skipped" scripts/client-check.sh
+if [ -s "$client_check_skipped" ]; then
+  summary[-1]="SKIPPED: generated client — $(cat "$client_check_skipped")"
+fi
+rm -f "$client_check_skipped"
 
 if ! $postgres_up; then
   summary+=("SKIPPED: postgres, postgres-replica profiles — PostgreSQL not reachable at 127.0.0.1:5432")

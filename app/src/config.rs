@@ -44,6 +44,12 @@ pub struct ServerSettings {
     pub trust_forwarded_for: bool,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Origins whose browser pages may call the API (CORS): a list, or one comma-separated
+    /// string (handy in `DUET__SERVER__CORS_ORIGINS`), each `scheme://host[:port]` as the
+    /// browser sends it, or `*` for every origin. Empty (the default): no CORS headers, so
+    /// browsers allow only same-origin pages.
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub cors_origins: Vec<String>,
 }
 
 /// Which database backend to use.
@@ -129,9 +135,10 @@ pub struct PostgresSettings {
 }
 
 /// Accepts `["a", "b"]` or `"a,b"` (blank items dropped).
-fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Vec<Secret>, D::Error>
+fn list_or_comma_separated<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
+    T: From<String>,
 {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -147,7 +154,7 @@ where
         .into_iter()
         .map(|item| item.trim().to_owned())
         .filter(|item| !item.is_empty())
-        .map(Secret::new)
+        .map(T::from)
         .collect())
 }
 
@@ -303,6 +310,12 @@ impl Secret {
 
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
     }
 }
 
@@ -555,6 +568,36 @@ mod tests {
         assert_eq!(replicas, ["postgres://a/db", "postgres://b/db"]);
         let none = Settings::load(&Profile::None, &[]).expect("loads");
         assert!(none.storage.postgres.replicas.is_empty());
+    }
+
+    #[test]
+    fn cors_origins_are_off_by_default_and_taken_from_a_list_or_a_comma_separated_string() {
+        let none = Settings::load(&Profile::None, &[]).expect("loads");
+        assert!(none.server.cors_origins.is_empty());
+        let joined = Settings::load(
+            &Profile::None,
+            &[(
+                "server.cors_origins",
+                "https://app.example.com, http://localhost:5173,",
+            )],
+        )
+        .expect("loads");
+        assert_eq!(
+            joined.server.cors_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        let file = std::env::temp_dir().join(format!("duet-cors-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            "[server]\ncors_origins = [\"https://app.example.com\", \"*\"]\n",
+        )
+        .expect("a temporary file");
+        let listed = Settings::load(&Profile::File(file.clone()), &[]);
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(
+            listed.expect("loads").server.cors_origins,
+            ["https://app.example.com", "*"]
+        );
     }
 
     #[test]

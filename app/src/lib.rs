@@ -6,8 +6,10 @@
 //!   binds the listener and runs the server with its background workers until stopped.
 //! - [`storage`]: turns the storage settings into the SQL adapter.
 //! - [`workers`]: the outbox relay, the feed pruner and metrics upkeep.
-//! - [`api`]: the HTTP API (poem-openapi), its error mapping and middleware.
+//! - [`routes`]: every route, mounting [`api`] and [`ws`] inside the middleware of [`http`].
+//! - [`api`]: the HTTP API (poem-openapi) and its OpenAPI document.
 //! - [`ws`]: the `GET /v1/events` WebSocket: replay from the feed, then live events.
+//! - [`http`]: what both share: the error mapping, token checks and the middleware.
 //! - [`rate_limit`]: per-client-address limits on login and registration.
 //! - [`state`]: what every handler shares.
 
@@ -17,7 +19,9 @@ pub mod caches;
 pub mod capacity;
 pub mod config;
 pub mod delivery;
+pub mod http;
 pub mod rate_limit;
+pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;

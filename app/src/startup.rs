@@ -26,7 +26,7 @@ use crate::config::Settings;
 use crate::delivery::{self, DeliveryStack};
 use crate::rate_limit::AuthRateLimiter;
 use crate::state::{Accelerator, AppState};
-use crate::{api, caches, storage, telemetry, workers};
+use crate::{caches, routes, storage, telemetry, workers};
 
 /// A built server: storage connected and migrated, services wired, port bound. Nothing runs
 /// until [`Application::run_until_stopped`].
@@ -163,7 +163,7 @@ impl Application {
         Ok(Self {
             acceptor,
             port,
-            endpoint: api::endpoint(state.clone()),
+            endpoint: routes::endpoint(state.clone())?,
             state,
             relay,
             consumer,

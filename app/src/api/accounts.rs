@@ -10,8 +10,11 @@ use tracing::instrument;
 
 use super::ApiTags;
 use super::auth::{BearerAuth, count_attempt};
-use super::errors::ApiError;
+use super::declared::{Declared, DisplayNameRule, HandleRule, PasswordRule};
 use super::models::UserBody;
+use super::statuses::{
+    CONFLICT, Errors, JSON_BODY, NOT_FOUND, RATE_LIMITED, STORAGE, UNAUTHORIZED, UNPROCESSABLE,
+};
 use super::text::Text;
 use crate::state::AppState;
 
@@ -19,15 +22,20 @@ pub struct AccountsApi {
     pub state: Arc<AppState>,
 }
 
-/// A registration.
+/// A registration. A value that breaks a rule below is a 422 `validation_failed` naming
+/// the field.
 #[derive(Object)]
+#[oai(example)]
 pub struct RegisterRequest {
-    /// 3–32 characters of `[a-z0-9_.]`; case-folded.
-    pub handle: Text,
+    /// 3–32 characters of `[a-z0-9_.]`, unique. Case-folded (`Alice` registers `alice`);
+    /// surrounding whitespace is ignored.
+    pub handle: Declared<Text, HandleRule>,
     /// 8–128 characters.
-    pub password: Text,
-    /// 1–64 characters; defaults to the handle.
-    pub display_name: Option<Text>,
+    pub password: Declared<Text, PasswordRule>,
+    /// 1–64 characters without control characters once surrounding whitespace is trimmed;
+    /// the handle when absent or `null`.
+    #[oai(nullable)]
+    pub display_name: Option<Declared<Text, DisplayNameRule>>,
 }
 
 #[derive(ApiResponse)]
@@ -44,6 +52,10 @@ pub enum UserResponse {
     Ok(Json<UserBody>),
 }
 
+fn handle_example() -> String {
+    "bob".to_owned()
+}
+
 #[OpenApi]
 impl AccountsApi {
     /// Register an account.
@@ -56,21 +68,24 @@ impl AccountsApi {
         tag = "ApiTags::Accounts",
         operation_id = "register"
     )]
-    #[instrument(skip_all, fields(handle = body.handle.as_str()))]
+    #[instrument(skip_all, fields(handle = body.handle.0.as_str()))]
     async fn register(
         &self,
         req: &Request,
         body: Json<RegisterRequest>,
-    ) -> Result<RegisterResponse, ApiError> {
+    ) -> Result<
+        RegisterResponse,
+        Errors<{ JSON_BODY | CONFLICT | UNPROCESSABLE | RATE_LIMITED | STORAGE }>,
+    > {
         count_attempt(&self.state, req)?;
         let Json(body) = body;
         let user = self
             .state
             .accounts
             .register(
-                body.handle.as_str(),
-                body.password.into_inner(),
-                body.display_name.as_ref().map(Text::as_str),
+                body.handle.0.as_str(),
+                body.password.into_inner().into_inner(),
+                body.display_name.as_ref().map(|name| name.0.as_str()),
             )
             .await?;
         tracing::info!(user = %user.id, "account registered");
@@ -84,7 +99,10 @@ impl AccountsApi {
         tag = "ApiTags::Accounts",
         operation_id = "me"
     )]
-    async fn me(&self, auth: BearerAuth) -> Result<UserResponse, ApiError> {
+    async fn me(
+        &self,
+        auth: BearerAuth,
+    ) -> Result<UserResponse, Errors<{ UNAUTHORIZED | STORAGE }>> {
         let user = self.state.accounts.user(auth.0.caller.user_id).await?;
         Ok(UserResponse::Ok(Json(user.into())))
     }
@@ -99,8 +117,10 @@ impl AccountsApi {
     async fn user_by_handle(
         &self,
         _auth: BearerAuth,
+        /// Any case; a string that cannot be a handle is simply nobody's (404).
+        #[oai(example = "handle_example")]
         handle: Path<String>,
-    ) -> Result<UserResponse, ApiError> {
+    ) -> Result<UserResponse, Errors<{ UNAUTHORIZED | NOT_FOUND | STORAGE }>> {
         let user = self.state.accounts.user_by_handle(&handle.0).await?;
         Ok(UserResponse::Ok(Json(user.into())))
     }

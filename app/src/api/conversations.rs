@@ -10,9 +10,13 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::BearerAuth;
-use super::errors::ApiError;
 use super::models::{ConversationBody, PresenceBody};
+use super::nullable::Nullable;
+use super::statuses::{
+    BAD_REQUEST, Errors, JSON_BODY, NOT_FOUND, STORAGE, UNAUTHORIZED, UNPROCESSABLE,
+};
 use super::text::Text;
+use crate::http::errors::ApiError;
 use crate::state::AppState;
 
 pub struct ConversationsApi {
@@ -21,17 +25,21 @@ pub struct ConversationsApi {
 
 /// Whom to open a conversation with.
 #[derive(Object)]
+#[oai(example)]
 pub struct OpenConversationRequest {
+    /// Their handle, any case. One nobody has (or that cannot be a handle) is a 404; one's
+    /// own is a 422.
     pub peer_handle: Text,
 }
 
 /// A page of the caller's conversations, newest activity first.
 #[derive(Object)]
-#[oai(rename = "ConversationPage")]
+#[oai(rename = "ConversationPage", example)]
 pub struct ConversationPageBody {
     pub items: Vec<ConversationBody>,
     /// Pass as `cursor` for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
+    #[oai(validator(pattern = "^[0-9]+$"))]
+    pub next_cursor: Nullable<String>,
 }
 
 #[derive(ApiResponse)]
@@ -77,7 +85,10 @@ impl ConversationsApi {
         &self,
         auth: BearerAuth,
         body: Json<OpenConversationRequest>,
-    ) -> Result<OpenResponse, ApiError> {
+    ) -> Result<
+        OpenResponse,
+        Errors<{ JSON_BODY | UNAUTHORIZED | NOT_FOUND | UNPROCESSABLE | STORAGE }>,
+    > {
         let (view, created) = self
             .state
             .conversations
@@ -101,7 +112,8 @@ impl ConversationsApi {
     async fn list(
         &self,
         auth: BearerAuth,
-        /// The previous page's `next_cursor`.
+        /// The previous page's `next_cursor`; absent or empty for the first page.
+        #[oai(validator(pattern = "^[0-9]{0,19}$"))]
         cursor: Query<Option<String>>,
         /// Page size, 1–200.
         #[oai(
@@ -109,7 +121,7 @@ impl ConversationsApi {
             validator(minimum(value = "1"), maximum(value = "200"))
         )]
         limit: Query<u32>,
-    ) -> Result<ListResponse, ApiError> {
+    ) -> Result<ListResponse, Errors<{ BAD_REQUEST | UNAUTHORIZED | STORAGE }>> {
         let cursor = parse_list_cursor(cursor.0.as_deref())?;
         let page = self
             .state
@@ -118,7 +130,7 @@ impl ConversationsApi {
             .await?;
         Ok(ListResponse::Ok(Json(ConversationPageBody {
             items: page.items.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_cursor.map(|c| c.to_string()),
+            next_cursor: page.next_cursor.map(|c| c.to_string()).into(),
         })))
     }
 
@@ -133,8 +145,9 @@ impl ConversationsApi {
     async fn get(
         &self,
         auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> Result<ConversationResponse, ApiError> {
+        #[oai(example = "super::examples::conversation_id")] id: Path<Uuid>,
+    ) -> Result<ConversationResponse, Errors<{ BAD_REQUEST | UNAUTHORIZED | NOT_FOUND | STORAGE }>>
+    {
         let view = self
             .state
             .conversations
@@ -155,8 +168,9 @@ impl ConversationsApi {
     async fn presence(
         &self,
         auth: BearerAuth,
-        id: Path<Uuid>,
-    ) -> Result<PresenceResponse, ApiError> {
+        #[oai(example = "super::examples::conversation_id")] id: Path<Uuid>,
+    ) -> Result<PresenceResponse, Errors<{ BAD_REQUEST | UNAUTHORIZED | NOT_FOUND | STORAGE }>>
+    {
         let status = self
             .state
             .presence

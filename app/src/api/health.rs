@@ -5,7 +5,7 @@ use std::sync::Arc;
 use poem::handler;
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
 use crate::state::AppState;
@@ -17,18 +17,27 @@ pub struct HealthApi {
 /// `{"status": "ok"}` or `{"status": "unavailable"}`, plus the optional backends (cache,
 /// broker) that are down right now, if any: Duet still serves without them, slower.
 #[derive(Object)]
-#[oai(rename = "Health")]
+#[oai(rename = "Health", example)]
 pub struct HealthBody {
-    pub status: String,
+    pub status: HealthStatus,
     /// E.g. `["nats"]` while NATS is unreachable: events wait in the outbox meanwhile.
-    #[oai(skip_serializing_if_is_empty)]
+    /// Left out when nothing is degraded (and always by `/health/live`).
+    #[oai(default, skip_serializing_if_is_empty)]
     pub degraded: Vec<String>,
 }
 
+/// Whether the process can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Unavailable,
+}
+
 impl HealthBody {
-    fn new(status: &str) -> Json<Self> {
+    fn new(status: HealthStatus) -> Json<Self> {
         Json(Self {
-            status: status.to_owned(),
+            status,
             degraded: Vec::new(),
         })
     }
@@ -61,7 +70,7 @@ impl HealthApi {
         operation_id = "live"
     )]
     async fn live(&self) -> LiveResponse {
-        LiveResponse::Ok(HealthBody::new("ok"))
+        LiveResponse::Ok(HealthBody::new(HealthStatus::Ok))
     }
 
     /// Whether the process can serve requests: storage answers a trivial query. Optional
@@ -75,7 +84,7 @@ impl HealthApi {
     async fn ready(&self) -> ReadyResponse {
         match self.state.storage.ping().await {
             Ok(()) => {
-                let mut body = HealthBody::new("ok");
+                let mut body = HealthBody::new(HealthStatus::Ok);
                 body.degraded = self
                     .state
                     .accelerators
@@ -87,7 +96,7 @@ impl HealthApi {
             }
             Err(err) => {
                 tracing::warn!(error = format!("{err:#}"), "readiness check failed");
-                ReadyResponse::Unavailable(HealthBody::new("unavailable"))
+                ReadyResponse::Unavailable(HealthBody::new(HealthStatus::Unavailable))
             }
         }
     }

@@ -13,8 +13,11 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::auth::BearerAuth;
-use super::errors::ApiError;
+use super::declared::{BodyRule, ClientMsgIdRule, Declared, SeqRule};
 use super::models::{ConversationBody, MessageBody};
+use super::statuses::{
+    BAD_REQUEST, Errors, JSON_BODY, NOT_FOUND, RATE_LIMITED, STORAGE, UNAUTHORIZED, UNPROCESSABLE,
+};
 use super::text::Text;
 use crate::state::AppState;
 
@@ -22,26 +25,30 @@ pub struct MessagesApi {
     pub state: Arc<AppState>,
 }
 
-/// A message to send.
+/// A message to send. A value that breaks a rule below is a 422 `validation_failed` naming
+/// the field.
 #[derive(Object)]
+#[oai(example)]
 pub struct SendMessageRequest {
     /// The sender's own id for this message (1–64 visible ASCII characters, e.g. a UUID):
-    /// sending again with it returns the original instead of a copy.
-    pub client_msg_id: Text,
-    /// Not blank, at most 4096 bytes.
-    pub body: Text,
+    /// sending again with it in this conversation returns the original instead of a copy.
+    pub client_msg_id: Declared<Text, ClientMsgIdRule>,
+    /// Not blank, no NUL, at most 4096 bytes of UTF-8.
+    pub body: Declared<Text, BodyRule>,
 }
 
 /// A read receipt.
 #[derive(Object)]
+#[oai(example)]
 pub struct MarkReadRequest {
-    /// The seq read up to; a lower one than the current position changes nothing.
-    pub seq: i64,
+    /// The seq read up to; a lower one than the current position changes nothing. A
+    /// negative one, or one past the newest message, is a 422 `validation_failed`.
+    pub seq: Declared<i64, SeqRule>,
 }
 
 /// A page of history in ascending seq.
 #[derive(Object)]
-#[oai(rename = "MessagePage")]
+#[oai(rename = "MessagePage", example)]
 pub struct MessagePageBody {
     pub items: Vec<MessageBody>,
     /// Whether more messages lie beyond this page in the direction it was read.
@@ -89,7 +96,7 @@ impl MessagesApi {
     async fn history(
         &self,
         auth: BearerAuth,
-        id: Path<Uuid>,
+        #[oai(example = "super::examples::conversation_id")] id: Path<Uuid>,
         /// Only messages with a lower seq.
         #[oai(validator(minimum(value = "0")))]
         before_seq: Query<Option<i64>>,
@@ -102,7 +109,7 @@ impl MessagesApi {
             validator(minimum(value = "1"), maximum(value = "200"))
         )]
         limit: Query<u32>,
-    ) -> Result<HistoryResponse, ApiError> {
+    ) -> Result<HistoryResponse, Errors<{ BAD_REQUEST | UNAUTHORIZED | NOT_FOUND | STORAGE }>> {
         let query = HistoryQuery {
             before_seq: before_seq.0,
             after_seq: after_seq.0,
@@ -134,9 +141,12 @@ impl MessagesApi {
     async fn send(
         &self,
         auth: BearerAuth,
-        id: Path<Uuid>,
+        #[oai(example = "super::examples::conversation_id")] id: Path<Uuid>,
         body: Json<SendMessageRequest>,
-    ) -> Result<SendResponse, ApiError> {
+    ) -> Result<
+        SendResponse,
+        Errors<{ JSON_BODY | UNAUTHORIZED | NOT_FOUND | UNPROCESSABLE | RATE_LIMITED | STORAGE }>,
+    > {
         let Json(body) = body;
         let appended = self
             .state
@@ -144,8 +154,8 @@ impl MessagesApi {
             .send(
                 auth.0.caller,
                 ConversationId(id.0),
-                body.client_msg_id.into_inner(),
-                body.body.into_inner(),
+                body.client_msg_id.into_inner().into_inner(),
+                body.body.into_inner().into_inner(),
             )
             .await?;
         Ok(match appended {
@@ -168,13 +178,16 @@ impl MessagesApi {
     async fn mark_read(
         &self,
         auth: BearerAuth,
-        id: Path<Uuid>,
+        #[oai(example = "super::examples::conversation_id")] id: Path<Uuid>,
         body: Json<MarkReadRequest>,
-    ) -> Result<MarkReadResponse, ApiError> {
+    ) -> Result<
+        MarkReadResponse,
+        Errors<{ JSON_BODY | UNAUTHORIZED | NOT_FOUND | UNPROCESSABLE | STORAGE }>,
+    > {
         let view = self
             .state
             .conversations
-            .mark_read(auth.0.caller, ConversationId(id.0), body.seq)
+            .mark_read(auth.0.caller, ConversationId(id.0), body.seq.0)
             .await?;
         Ok(MarkReadResponse::Ok(Json(view.into())))
     }

@@ -9,8 +9,8 @@ use tracing::instrument;
 
 use super::ApiTags;
 use super::auth::{BearerAuth, count_attempt};
-use super::errors::ApiError;
 use super::models::UserBody;
+use super::statuses::{Errors, JSON_BODY, RATE_LIMITED, STORAGE, UNAUTHORIZED};
 use super::text::Text;
 use super::timestamp::Timestamp;
 use crate::state::AppState;
@@ -19,16 +19,19 @@ pub struct SessionsApi {
     pub state: Arc<AppState>,
 }
 
-/// Credentials to log in with.
+/// Credentials to log in with. Any strings: what is not a registered handle and its
+/// password is a 401 `invalid_credentials`, never a 422.
 #[derive(Object)]
+#[oai(example)]
 pub struct LoginRequest {
+    /// Any case.
     pub handle: Text,
     pub password: Text,
 }
 
 /// A new session. The token is shown only here.
 #[derive(Object)]
-#[oai(rename = "Session")]
+#[oai(rename = "Session", example)]
 pub struct SessionBody {
     /// Send as `Authorization: Bearer <token>`.
     pub token: String,
@@ -67,7 +70,7 @@ impl SessionsApi {
         &self,
         req: &Request,
         body: Json<LoginRequest>,
-    ) -> Result<LoginResponse, ApiError> {
+    ) -> Result<LoginResponse, Errors<{ JSON_BODY | UNAUTHORIZED | RATE_LIMITED | STORAGE }>> {
         count_attempt(&self.state, req)?;
         let session = self
             .state
@@ -88,7 +91,10 @@ impl SessionsApi {
         tag = "ApiTags::Sessions",
         operation_id = "log_out"
     )]
-    async fn log_out(&self, auth: BearerAuth) -> Result<LogoutResponse, ApiError> {
+    async fn log_out(
+        &self,
+        auth: BearerAuth,
+    ) -> Result<LogoutResponse, Errors<{ UNAUTHORIZED | STORAGE }>> {
         self.state.accounts.log_out(&auth.0.token).await?;
         Ok(LogoutResponse::Revoked)
     }

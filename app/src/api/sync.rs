@@ -8,8 +8,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::BearerAuth;
-use super::errors::ApiError;
 use super::models::ConversationBody;
+use super::statuses::{BAD_REQUEST, Errors, STORAGE, UNAUTHORIZED};
 use crate::state::AppState;
 
 pub struct SyncApi {
@@ -18,10 +18,11 @@ pub struct SyncApi {
 
 /// Conversations changed since the cursor, oldest change first.
 #[derive(Object)]
-#[oai(rename = "SyncPage")]
+#[oai(rename = "SyncPage", example)]
 pub struct SyncPageBody {
     pub changes: Vec<ConversationBody>,
     /// Pass as `since` next time.
+    #[oai(validator(minimum(value = "0")))]
     pub cursor: i64,
     /// Whether more changes wait beyond this page.
     pub has_more: bool,
@@ -60,7 +61,7 @@ impl SyncApi {
             validator(minimum(value = "1"), maximum(value = "200"))
         )]
         limit: Query<u32>,
-    ) -> Result<SyncResponse, ApiError> {
+    ) -> Result<SyncResponse, Errors<{ BAD_REQUEST | UNAUTHORIZED | STORAGE }>> {
         let page = self
             .state
             .inbox

@@ -1,10 +1,11 @@
-//! RFC 3339 UTC timestamps written exactly as the WebSocket's serde frames write them
-//! (`2026-01-02T03:04:05.123456Z`), so a client sees one format for the same instant on both
-//! channels. poem-openapi's own `DateTime<Utc>` would write `+00:00` instead.
+//! RFC 3339 UTC timestamps written by [`duet_domain::clock::rfc3339`], as the WebSocket's
+//! frames write them (`2026-01-02T03:04:05.120000Z`: always six fractional digits and `Z`),
+//! so a client sees the same bytes for the same instant on both channels. poem-openapi's own
+//! `DateTime<Utc>` would write `+00:00` and a varying number of digits instead.
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde_json::Value;
@@ -56,9 +57,7 @@ impl ParseFromJSON for Timestamp {
 
 impl ToJSON for Timestamp {
     fn to_json(&self) -> Option<Value> {
-        Some(Value::String(
-            self.0.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        ))
+        Some(Value::String(duet_domain::clock::rfc3339(self.0)))
     }
 }
 
@@ -67,15 +66,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_is_written_like_serde_writes_it() {
-        let at = Utc::now();
-        let serde_text = serde_json::to_value(at).expect("serialize");
-        assert_eq!(Timestamp(at).to_json(), Some(serde_text));
+    fn it_is_written_like_the_websocket_frames_write_it() {
+        let message = duet_domain::conversations::Message {
+            id: duet_domain::MessageId::generate(),
+            conversation_id: duet_domain::ConversationId(uuid::Uuid::now_v7()),
+            seq: 1,
+            sender_id: duet_domain::UserId::generate(),
+            client_msg_id: "c".into(),
+            body: "b".into(),
+            created_at: DateTime::from_timestamp(1_796_117_400, 120_000_000).expect("a time"),
+        };
+        let frame = serde_json::to_value(&message).expect("serialize");
+        let written = Timestamp(message.created_at).to_json();
+        assert_eq!(written.as_ref(), Some(&frame["created_at"]));
+        assert_eq!(written, Some("2026-12-01T09:30:00.120000Z".into()));
     }
 
     #[test]
-    fn it_reads_back_what_it_writes() {
-        let at = Timestamp(Utc::now());
+    fn it_reads_back_what_it_writes_of_a_stored_time() {
+        let at = Timestamp(duet_domain::clock::now());
         assert_eq!(Timestamp::parse_from_json(at.to_json()).ok(), Some(at));
         assert!(Timestamp::parse_from_json(Some(Value::Bool(true))).is_err());
     }

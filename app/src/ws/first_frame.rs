@@ -9,8 +9,8 @@ use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 
 use super::frames::{ClientFrame, ServerFrame};
 use super::outbound::Outbound;
-use crate::api::auth::authenticate;
-use crate::api::errors::ApiError;
+use crate::http::auth::authenticate;
+use crate::http::errors::ApiError;
 use crate::state::AppState;
 
 /// How long a connection without an `Authorization` header has to send its auth frame.

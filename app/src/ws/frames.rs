@@ -5,7 +5,7 @@ use duet_domain::events::LiveEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::errors::ApiError;
+use crate::http::errors::ApiError;
 
 /// A control frame from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -18,8 +18,8 @@ use poem::web::websocket::{WebSocket, WebSocketConfig};
 use poem::{FromRequest, IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use crate::api::auth::{HeaderToken, authenticate, header_token};
-use crate::api::errors::ApiError;
+use crate::http::auth::{HeaderToken, authenticate, header_token};
+use crate::http::errors::ApiError;
 use crate::state::AppState;
 
 /// Bytes a WebSocket read asks for at once (see where the socket is configured).

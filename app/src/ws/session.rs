@@ -19,7 +19,7 @@ use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use super::first_frame::first_frame_auth;
 use super::frames::{ClientFrame, ServerFrame, event_text};
 use super::outbound::{Closed, Outbound};
-use crate::api::errors::ApiError;
+use crate::http::errors::ApiError;
 use crate::state::AppState;
 
 /// Feed events read per replay query.

@@ -76,6 +76,7 @@ pub struct Message {
     pub sender_id: UserId,
     pub client_msg_id: String,
     pub body: String,
+    #[serde(serialize_with = "crate::clock::serialize_rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -10,7 +10,7 @@ use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
 use crate::cache::{HistoryCache, SendDecision, SendLimiter, latest_page};
 use crate::clock::{Clock, SystemClock};
 use crate::events::{Delivered, Ephemeral, LiveBus, LiveEvent};
-use crate::inbox::{ConversationView, InboxStore};
+use crate::inbox::{ConversationView, FeedEventBody, InboxStore};
 use crate::{ConversationId, MessageId, StoreError};
 
 /// The most messages or conversations one page may hold.
@@ -250,6 +250,10 @@ impl ConversationService {
 
     /// Moves the caller's read position forward to `seq`; a lower `seq` changes nothing.
     ///
+    /// When the position moved, the caller's own inbox learns it before the answer is built,
+    /// so the answer's `version` is the one a following read of the conversation shows; the
+    /// peer's inbox learns it through delivery, like every other change.
+    ///
     /// # Errors
     /// `Invalid` when `seq` is negative or past the newest message; `NotFound` as for
     /// [`Self::get`].
@@ -263,18 +267,51 @@ impl ConversationService {
         if seq < 0 {
             return Err(InvalidInput::new("seq", "must not be negative").into());
         }
-        self.membership(caller, id).await?;
+        let before = self.membership(caller, id).await?;
         match self
             .conversations
             .mark_read(id, caller.user_id, seq)
             .await?
             .ok_or(ConversationError::NotFound)?
         {
-            MarkedRead::Done(conversation) => self.view(caller, conversation).await,
+            MarkedRead::Done(conversation) => {
+                let read_seq = conversation.read_seq_of(caller.user_id);
+                if read_seq > before.read_seq_of(caller.user_id) {
+                    self.apply_own_read(caller, &conversation, read_seq).await?;
+                }
+                self.view(caller, conversation).await
+            }
             MarkedRead::BeyondLast(_) => {
                 Err(InvalidInput::new("seq", "is past the newest message").into())
             }
         }
+    }
+
+    /// Folds the caller's new read position into their own inbox now, and pushes the feed
+    /// event to their devices, instead of leaving both to delivery. Delivery still carries
+    /// the outbox event to both inboxes: applying it again to this one is a no-op (a feed
+    /// holds each (conversation, kind, seq) once), so it is neither counted nor pushed twice.
+    async fn apply_own_read(
+        &self,
+        caller: Caller,
+        conversation: &Conversation,
+        read_seq: i64,
+    ) -> Result<(), StoreError> {
+        let me = caller.user_id;
+        let event = FeedEventBody::ConversationRead {
+            conversation_id: conversation.id,
+            reader_id: me,
+            read_seq,
+        };
+        let peer = conversation.peer_of(me);
+        if let Some(applied) = self
+            .inbox
+            .apply(me, peer, &event, self.clock.now())
+            .await?
+        {
+            self.live.publish(me, LiveEvent::Feed(applied)).await;
+        }
+        Ok(())
     }
 
     /// Tells the peer's devices that the caller is typing. Never stored.

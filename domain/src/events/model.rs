@@ -65,6 +65,7 @@ pub enum Ephemeral {
     Presence {
         user_id: UserId,
         online: bool,
+        #[serde(serialize_with = "crate::clock::serialize_rfc3339_option")]
         last_seen: Option<DateTime<Utc>>,
     },
 }

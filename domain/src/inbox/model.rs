@@ -73,6 +73,7 @@ pub struct FeedEvent {
     pub cursor: i64,
     #[serde(flatten)]
     pub body: FeedEventBody,
+    #[serde(serialize_with = "crate::clock::serialize_rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -8,9 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use duet_tests::{
-    TestApp, assert_cursors_increase, assert_message_event, seqs, spawn_app_with,
-};
+use duet_tests::{TestApp, assert_cursors_increase, assert_message_event, seqs, spawn_app_with};
 
 /// The conversation `id` as `page` (a sync page) shows it.
 fn in_sync_page<'a>(page: &'a Value, id: &str) -> Option<&'a Value> {

@@ -6,7 +6,9 @@
 //! Every module checks one area of `docs/API.md` and the invariants in `DESIGN.md`.
 
 mod accounts;
+mod consistency;
 mod conversations;
+mod cors;
 mod delivery;
 mod errors;
 mod events;

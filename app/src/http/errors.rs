@@ -10,6 +10,7 @@ use duet_domain::conversations::ConversationError;
 use duet_domain::inbox::InboxError;
 use poem::http::StatusCode;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object};
 
 /// Seconds a client should wait before retrying when storage is unavailable.
@@ -17,8 +18,15 @@ pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// The body of every error answer.
 #[derive(Debug, Clone, Object)]
+#[oai(example)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+}
+
+impl Example for ErrorBody {
+    fn example() -> Self {
+        Self::new("validation_failed", "body: must not be empty")
+    }
 }
 
 /// What went wrong: a stable machine-readable `code` and a human-readable `message`.
