@@ -9,7 +9,6 @@
 
 mod accounts;
 mod append_batch;
-pub mod baseline;
 mod bulk;
 mod conversations;
 mod entities;
@@ -27,6 +26,7 @@ use std::sync::Arc;
 pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
 use duet_domain::events::LiveBus;
 pub use group_commit::GroupCommitOptions;
+pub use router::server_connect_options;
 pub use router::{Route, Shard, ShardRouter};
 
 /// Which database to connect to.

@@ -261,7 +261,7 @@ const ROW_BUFFER: usize = 1024;
 /// connection's thread) before each transaction or query, on top of the ping it already
 /// makes when the connection is returned. A connection that broke while in use fails that
 /// return ping and is closed then.
-pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 
 fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
@@ -308,17 +308,16 @@ const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// Which side of a SQLite database a pool is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SqliteRole {
-    /// The one writer connection (or the bench baseline's): a large page cache.
+    /// The one writer connection: a large page cache.
     Writer,
     /// Readers: SQLite's default cache each.
     Reader,
 }
 
-/// How every SQLite connection is opened (the server's and the bench baseline's): WAL,
-/// `synchronous` FULL or NORMAL, a busy timeout, foreign keys, the statement cache, rarer
-/// WAL checkpoints, statement journals and temp tables in memory (SQLite's default is a temp
-/// file, written on every multi-row statement in a transaction), and for a writer a larger
-/// page cache.
+/// How every SQLite connection is opened: WAL, `synchronous` FULL or NORMAL, a busy timeout,
+/// foreign keys, the statement cache, rarer WAL checkpoints, statement journals and temp
+/// tables in memory (SQLite's default is a temp file, written on every multi-row statement in
+/// a transaction), and for a writer a larger page cache.
 pub(crate) fn sqlite_options(
     url: &str,
     connections: u32,
@@ -352,6 +351,22 @@ pub(crate) fn sqlite_options(
             }
         });
     opts
+}
+
+/// The options the server opens a database with, for tools that must use it exactly as the
+/// server does (`duet-bench`'s raw-insert baseline): a `sqlite:` URL as the server's one
+/// writer connection (WAL, `synchronous` FULL or NORMAL, the same pragmas and page cache),
+/// any other URL as the server's PostgreSQL pool of `connections`.
+pub fn server_connect_options(
+    url: &str,
+    connections: u32,
+    synchronous_full: bool,
+) -> ConnectOptions {
+    if url.starts_with("sqlite:") {
+        sqlite_options(url, 1, synchronous_full, SqliteRole::Writer)
+    } else {
+        postgres_options(url, connections, false)
+    }
 }
 
 async fn connect_sqlite(
