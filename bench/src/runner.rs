@@ -219,13 +219,16 @@ fn server_usage(
             cpu_cores: cpu_secs / wall_secs,
             cpu_us_per_message: per_message(cpu_secs),
         });
-    let machine = before
-        .machine
-        .zip(after.machine)
-        .map(|(before, after)| report::MachineUsage {
-            busy_cores: (after.busy_secs - before.busy_secs).max(0.0) / wall_secs,
-            cores: (after.total_secs - before.total_secs).max(0.0) / wall_secs,
-        });
+    let machine = before.machine.zip(after.machine).map(|(before, after)| {
+        let busy_secs = (after.busy_secs - before.busy_secs).max(0.0);
+        // I/O wait, part of the total, can go backwards (proc(5)): a total below the busy
+        // time would say more cores were busy than there were.
+        let total_secs = (after.total_secs - before.total_secs).max(busy_secs);
+        report::MachineUsage {
+            busy_cores: busy_secs / wall_secs,
+            cores: total_secs / wall_secs,
+        }
+    });
     report::ServerUsage {
         pid,
         cpu_secs,
