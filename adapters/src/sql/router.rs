@@ -294,14 +294,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// WAL pages (4 KiB) after which a commit also checkpoints the WAL into the database file.
 /// SQLite's default (1000) makes the single writer stop for a checkpoint every few hundred
 /// batches under load; a hot page written many times is copied back once per checkpoint, so
-/// rarer checkpoints copy fewer pages in all (measured +10 % messages/s with `duet bench`).
+/// rarer checkpoints copy fewer pages in all (measured +10 % messages/s with `duet-bench run`).
 /// The WAL grows to about 40 MiB before it is reset.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// The page cache of a SQLite writer connection, in KiB (SQLite's default is 2,000). One
 /// group-commit batch of ~140 sends dirties ~800 pages (3 MiB): with the default cache the
 /// writer spills and re-reads pages within a batch. 64 MiB measured +8 % messages/s with
-/// `duet bench` (SQLite FULL, 256 senders; 16 MiB did as well there, the larger size is for
+/// `duet-bench run` (SQLite FULL, 256 senders; 16 MiB did as well there, the larger size is for
 /// databases with more users). It is a ceiling: pages are cached as they are used.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
