@@ -16,19 +16,23 @@ COPY domain/Cargo.toml domain/
 COPY adapters/Cargo.toml adapters/
 COPY migrations/Cargo.toml migrations/
 COPY app/Cargo.toml app/
+# bench/ and tests/ are not built here, but cargo reads every member's manifest to resolve
+# the workspace.
+COPY bench/Cargo.toml bench/
 COPY tests/Cargo.toml tests/
 RUN set -eux; \
-    for crate in domain adapters migrations app tests; do \
+    for crate in domain adapters migrations app bench tests; do \
         mkdir -p "$crate/src"; \
         : > "$crate/src/lib.rs"; \
     done; \
     echo 'fn main() {}' > app/src/main.rs; \
+    echo 'fn main() {}' > bench/src/main.rs; \
     mkdir -p tests/tests/api tests/tests/replica tests/tests/cluster; \
     : > tests/tests/api/main.rs; \
     : > tests/tests/replica/main.rs; \
     : > tests/tests/cluster/main.rs; \
     cargo build --release --locked -p duet; \
-    rm -rf domain adapters migrations app tests
+    rm -rf domain adapters migrations app bench tests
 
 # The real sources. COPY keeps the files' own modification times, which can be older than
 # the placeholder build above: touch them so cargo rebuilds the workspace crates.

@@ -14,9 +14,7 @@
 //! - [`state`]: what every handler shares.
 
 pub mod api;
-pub mod bench;
 pub mod caches;
-pub mod capacity;
 pub mod config;
 pub mod delivery;
 pub mod http;

@@ -1,12 +1,11 @@
-//! `duet [--config PATH] [serve|migrate|backup PATH|capacity|bench]`: load settings, start
-//! telemetry, then serve (the default), apply migrations, or back the SQLite database up;
-//! `capacity` and `bench` need no settings.
+//! `duet [--config PATH] [serve|migrate|backup PATH]`: load settings, start telemetry, then
+//! serve (the default), apply migrations, or back the SQLite database up, and exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use duet::{Application, Profile, Settings, bench, capacity, storage, telemetry};
+use duet::{Application, Profile, Settings, storage, telemetry};
 
 /// mimalloc rather than glibc's malloc: each argon2 hash allocates ~19 MiB, and glibc's
 /// adaptive mmap threshold then keeps such blocks on its heaps. Measured with 50 concurrent
@@ -41,86 +40,6 @@ enum Command {
         /// Where the copy goes; it must not exist yet.
         path: PathBuf,
     },
-    /// Print the back-of-envelope for a deployment: load, storage, bandwidth, and how many
-    /// app processes, shards and replicas it needs. Without --users, the growth table.
-    Capacity(CapacityArgs),
-    /// Drive a running Duet over HTTP and WebSocket like real clients and report messages/s,
-    /// send and delivery latency and errors; with --baseline, the database's raw limit too.
-    Bench(Box<bench::BenchArgs>),
-}
-
-/// Inputs of `duet capacity`. Per-node figures default to conservative values; pass the ones
-/// measured on your hardware (scripts/bench/).
-#[derive(Debug, Clone, clap::Args)]
-struct CapacityArgs {
-    /// Users to plan for (default: the four rows of the growth table, 100 to 100 M).
-    #[arg(long)]
-    users: Option<u64>,
-    /// Messages each user sends per day.
-    #[arg(long, default_value_t = 10.0)]
-    messages_per_user: f64,
-    /// Average stored size of a message, in bytes.
-    #[arg(long, default_value_t = 1000.0)]
-    message_bytes: f64,
-    /// Message reads per message written.
-    #[arg(long, default_value_t = 2.0)]
-    reads_per_write: f64,
-    /// Busiest second over the average second.
-    #[arg(long, default_value_t = 2.0)]
-    peak_factor: f64,
-    /// Sends per second one app process sustains.
-    #[arg(long, default_value_t = 1000.0)]
-    app_sends_per_sec: f64,
-    /// Write transactions per second one primary sustains.
-    #[arg(long, default_value_t = 2000.0)]
-    db_writes_per_sec: f64,
-    /// Reads per second one replica serves.
-    #[arg(long, default_value_t = 5000.0)]
-    replica_reads_per_sec: f64,
-}
-
-impl CapacityArgs {
-    fn print(&self) -> anyhow::Result<()> {
-        let positive = [
-            ("--messages-per-user", self.messages_per_user),
-            ("--message-bytes", self.message_bytes),
-            ("--peak-factor", self.peak_factor),
-            ("--app-sends-per-sec", self.app_sends_per_sec),
-            ("--db-writes-per-sec", self.db_writes_per_sec),
-            ("--replica-reads-per-sec", self.replica_reads_per_sec),
-        ];
-        for (name, value) in positive {
-            anyhow::ensure!(
-                value.is_finite() && value > 0.0,
-                "{name} must be a positive number"
-            );
-        }
-        anyhow::ensure!(
-            self.reads_per_write.is_finite() && self.reads_per_write >= 0.0,
-            "--reads-per-write must not be negative"
-        );
-        let users = match self.users {
-            Some(users) => vec![users],
-            None => vec![100, 10_000, 1_000_000, 100_000_000],
-        };
-        let loads: Vec<_> = users
-            .into_iter()
-            .map(|users| capacity::Load {
-                users,
-                messages_per_user_per_day: self.messages_per_user,
-                message_bytes: self.message_bytes,
-                reads_per_write: self.reads_per_write,
-                peak_factor: self.peak_factor,
-            })
-            .collect();
-        let nodes = capacity::NodeFigures {
-            app_sends_per_sec: self.app_sends_per_sec,
-            db_writes_per_sec: self.db_writes_per_sec,
-            replica_reads_per_sec: self.replica_reads_per_sec,
-        };
-        print!("{}", capacity::report(&loads, nodes));
-        Ok(())
-    }
 }
 
 #[tokio::main]
@@ -137,12 +56,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Some(Command::Capacity(args)) => return args.print(),
-        // A client of some server, not one: no settings, no server telemetry.
-        Some(Command::Bench(args)) => return bench::run_cli(args).await,
-        _ => {}
-    }
     let settings = Settings::load(&Profile::from_cli_or_env(cli.config), &[])?;
     telemetry::init_tracing(&settings.telemetry)?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -167,8 +80,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Capacity(args) => args.print(),
-        Command::Bench(args) => bench::run_cli(&args).await,
     }
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The `medium` deployment measured: N release `duet serve` processes on PostgreSQL, Redis and
-# NATS behind the sample nginx config (deploy/nginx/duet.conf), driven by `duet bench`.
+# NATS behind the sample nginx config (deploy/nginx/duet.conf), driven by `duet-bench run`.
 #   1. send → delivery latency across processes: sends go to process A, every WebSocket is
 #      on process B (open loop at a fixed rate);
 #   2. messages/s through nginx with 1 process vs N processes (closed loop), same run;
@@ -15,7 +15,7 @@ rate=${3:-500}
 connections=${4:-32}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin="$root/target/release/duet"
-(cd "$root" && cargo build --release -p duet >/dev/null 2>&1) || { echo "release build failed" >&2; exit 1; }
+(cd "$root" && cargo build --release -p duet-bench -p duet >/dev/null 2>&1) || { echo "release build failed" >&2; exit 1; }
 dir=$(mktemp -d)
 name="duet_bench_cluster_$$"
 base_port=${DUET_BENCH_PORT:-18100}
@@ -77,7 +77,7 @@ for i in $(seq 0 $((processes - 1))); do ports+=($((base_port + i))); start_proc
 a="http://127.0.0.1:${ports[0]}"
 b="http://127.0.0.1:${ports[-1]}"
 front="http://127.0.0.1:$nginx_port"
-bench=("$bin" bench --quiet --users 200 --conversations 100 --duration "$duration")
+bench=("$root/target/release/duet-bench" run --quiet --users 200 --conversations 100 --duration "$duration")
 echo "commit: $(cd "$root" && git log -1 --oneline); $processes processes, $(nproc) cores"
 
 echo; echo "=== 1. delivery latency: sends to process A, sockets on process B, open loop at $rate msg/s ==="

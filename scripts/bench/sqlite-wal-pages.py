@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which tables and indexes a running Duet's SQLite commits write, from its WAL.
 
-Usage: scripts/bench/sqlite-wal-pages.py DB_FILE   (while `duet bench` drives the server)
+Usage: scripts/bench/sqlite-wal-pages.py DB_FILE   (while `duet-bench run` drives the server)
 
 Copies the database and its -wal file (a snapshot; the server keeps running), keeps the WAL
 frames of the current generation (those whose salts match the WAL header), and names the

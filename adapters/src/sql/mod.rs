@@ -12,7 +12,6 @@
 mod accounts;
 mod append_batch;
 mod backup;
-pub mod baseline;
 mod bulk;
 mod conversations;
 mod entities;
@@ -30,6 +29,7 @@ use std::sync::Arc;
 pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
 pub use backup::{BackupSummary, backup_sqlite};
 pub use group_commit::GroupCommitOptions;
+pub use router::server_connect_options;
 pub use router::{Route, Shard, ShardRouter};
 
 /// Which database to connect to.

@@ -261,7 +261,7 @@ const ROW_BUFFER: usize = 1024;
 /// connection's thread) before each transaction or query, on top of the ping it already
 /// makes when the connection is returned. A connection that broke while in use fails that
 /// return ping and is closed then.
-pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 
 fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptions {
     let mut opts = ConnectOptions::new(url.to_owned());
@@ -294,31 +294,30 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// WAL pages (4 KiB) after which a commit also checkpoints the WAL into the database file.
 /// SQLite's default (1000) makes the single writer stop for a checkpoint every few hundred
 /// batches under load; a hot page written many times is copied back once per checkpoint, so
-/// rarer checkpoints copy fewer pages in all (measured +10 % messages/s with `duet bench`).
+/// rarer checkpoints copy fewer pages in all (measured +10 % messages/s with `duet-bench run`).
 /// The WAL grows to about 40 MiB before it is reset.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// The page cache of a SQLite writer connection, in KiB (SQLite's default is 2,000). One
 /// group-commit batch of ~140 sends dirties ~800 pages (3 MiB): with the default cache the
 /// writer spills and re-reads pages within a batch. 64 MiB measured +8 % messages/s with
-/// `duet bench` (SQLite FULL, 256 senders; 16 MiB did as well there, the larger size is for
+/// `duet-bench run` (SQLite FULL, 256 senders; 16 MiB did as well there, the larger size is for
 /// databases with more users). It is a ceiling: pages are cached as they are used.
 const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
 /// Which side of a SQLite database a pool is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SqliteRole {
-    /// The one writer connection (or the bench baseline's): a large page cache.
+    /// The one writer connection: a large page cache.
     Writer,
     /// Readers: SQLite's default cache each.
     Reader,
 }
 
-/// How every SQLite connection is opened (the server's and the bench baseline's): WAL,
-/// `synchronous` FULL or NORMAL, a busy timeout, foreign keys, the statement cache, rarer
-/// WAL checkpoints, statement journals and temp tables in memory (SQLite's default is a temp
-/// file, written on every multi-row statement in a transaction), and for a writer a larger
-/// page cache.
+/// How every SQLite connection is opened: WAL, `synchronous` FULL or NORMAL, a busy timeout,
+/// foreign keys, the statement cache, rarer WAL checkpoints, statement journals and temp
+/// tables in memory (SQLite's default is a temp file, written on every multi-row statement in
+/// a transaction), and for a writer a larger page cache.
 pub(crate) fn sqlite_options(
     url: &str,
     connections: u32,
@@ -352,6 +351,22 @@ pub(crate) fn sqlite_options(
             }
         });
     opts
+}
+
+/// The options the server opens a database with, for tools that must use it exactly as the
+/// server does (`duet-bench`'s raw-insert baseline): a `sqlite:` URL as the server's one
+/// writer connection (WAL, `synchronous` FULL or NORMAL, the same pragmas and page cache),
+/// any other URL as the server's PostgreSQL pool of `connections`.
+pub fn server_connect_options(
+    url: &str,
+    connections: u32,
+    synchronous_full: bool,
+) -> ConnectOptions {
+    if url.starts_with("sqlite:") {
+        sqlite_options(url, 1, synchronous_full, SqliteRole::Writer)
+    } else {
+        postgres_options(url, connections, false)
+    }
 }
 
 async fn connect_sqlite(

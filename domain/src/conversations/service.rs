@@ -304,11 +304,7 @@ impl ConversationService {
             read_seq,
         };
         let peer = conversation.peer_of(me);
-        if let Some(applied) = self
-            .inbox
-            .apply(me, peer, &event, self.clock.now())
-            .await?
-        {
+        if let Some(applied) = self.inbox.apply(me, peer, &event, self.clock.now()).await? {
             self.live.publish(me, LiveEvent::Feed(applied)).await;
         }
         Ok(())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::report::{Latency, new_histogram};
+use crate::report::{Latency, new_histogram};
 
 /// A send whose delivery is awaited.
 struct Pending {

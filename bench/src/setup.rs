@@ -7,7 +7,7 @@ use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 
-use super::client::{BenchUser, Client};
+use crate::client::{BenchUser, Client};
 
 /// Registrations and logins in flight at once (argon2 makes each one expensive).
 const SETUP_CONCURRENCY: usize = 16;

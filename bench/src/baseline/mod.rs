@@ -1,18 +1,40 @@
-//! `--baseline`: after Duet's run, the rows a send writes straight into copies of the server's
-//! tables, with the same concurrency and limits, one transaction per message and then
-//! batched. Duet's messages/s over each is the share of the database's raw limit the server
-//! reaches.
+//! `--baseline`: after Duet's run, how fast the database itself stores the rows a send
+//! stores, with nothing of Duet in between, at the same concurrency and limits: one
+//! transaction per message, then batched. Duet's messages/s over each is the share of the
+//! database's raw limit the server reaches.
+//!
+//! A send with inline delivery commits, in one transaction: its message row, the
+//! conversation's new last seq and read position, one feed event per member, both members'
+//! feed cursors and both inbox entries. The baseline writes exactly those rows
+//! ([`Baseline::send`]), with values it computes itself (no reads, no dedupe lookup, no
+//! locking reads: it is the floor Duet's cost is measured against, not a second
+//! implementation), into scratch copies of the five tables ([`Baseline`]). Each writer has its
+//! own conversation, so writers never wait on each other's rows: the raw limit is the best
+//! case.
+//!
+//! The database is opened the way the server opens it ([`BaselineTarget`]): SQLite in WAL with
+//! the same `synchronous` and pragmas through one writer connection, PostgreSQL with the
+//! server's pool options and one connection per concurrent writer.
+
+mod scratch;
+mod send;
+mod target;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use duet_adapters::sql::baseline::{Baseline, BaselineTarget};
 use tokio_util::sync::CancellationToken;
 
-use super::args::{BaselinePlan, Limits};
-use super::report::{BaselineReport, BaselineRun};
+pub use scratch::Baseline;
+pub use send::BaselinePair;
+pub use target::BaselineTarget;
+
+use crate::args::{BaselinePlan, Limits};
+use crate::report::{BaselineReport, BaselineRun};
 
 /// Runs both modes and drops the scratch tables, even after a failed mode.
 ///
@@ -50,22 +72,10 @@ pub async fn run(
     let (per_message, batched) = modes?;
     dropped.context("dropping the baseline tables")?;
     Ok(BaselineReport {
-        database: describe(&plan.target),
+        database: plan.target.describe(),
         per_message,
         batched,
     })
-}
-
-fn describe(target: &BaselineTarget) -> String {
-    match target {
-        BaselineTarget::Sqlite {
-            synchronous_full, ..
-        } => format!(
-            "sqlite (WAL, synchronous={})",
-            if *synchronous_full { "FULL" } else { "NORMAL" }
-        ),
-        BaselineTarget::Postgres { .. } => "postgres".into(),
-    }
 }
 
 /// One mode: `workers` writers committing `batch` messages per transaction until a limit.

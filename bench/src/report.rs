@@ -1,4 +1,4 @@
-//! What a run found: the numbers, the table `duet bench` prints, and the JSON it writes (the
+//! What a run found: the numbers, the table `duet-bench run` prints, and the JSON it writes (the
 //! same fields, so a script reads what a person reads).
 
 use std::collections::BTreeMap;
@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::writer::GroupCommitUsage;
+use crate::writer::GroupCommitUsage;
 
 /// Latencies are recorded in microseconds, up to an hour, to three significant digits.
 pub fn new_histogram() -> Histogram<u64> {
@@ -168,7 +168,7 @@ impl Report {
         self.errors.values().sum()
     }
 
-    /// The table `duet bench` prints.
+    /// The table `duet-bench run` prints.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let mode = match self.rate {
@@ -180,7 +180,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "duet bench {} against {}: {mode}",
+            "duet-bench run {} against {}: {mode}",
             self.run_id, self.url
         );
         let _ = writeln!(

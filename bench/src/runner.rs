@@ -1,30 +1,5 @@
-//! `duet bench`: a load generator that drives a running Duet like real clients.
-//!
-//! - [`args`]: the flags and their checks, resolved into a [`Plan`].
-//! - [`setup`]: registers the run's users and opens conversations between random pairs.
-//! - [`socket`]: one `/v1/events` WebSocket per recipient, timestamping deliveries.
-//! - [`load`]: the closed loop (as fast as answers come) and the open loop (fixed timeline,
-//!   latency from the due time, see [`schedule`]).
-//! - [`recorder`]: histograms and counters both sides write to.
-//! - [`server`]: the local server's CPU time and memory from /proc.
-//! - [`writer`]: the server's group-commit batches and their phases, from its /metrics.
-//! - [`baseline`]: the same rows inserted straight into the server's database.
-//! - [`report`]: the table and the JSON.
-
-pub mod args;
-pub mod baseline;
-pub mod client;
-pub mod load;
-pub mod recorder;
-pub mod report;
-pub mod schedule;
-pub mod server;
-pub mod setup;
-pub mod socket;
-pub mod writer;
-
-#[cfg(test)]
-mod tests;
+//! One run of the load generator, from setup to report: register and open, listen, send,
+//! wait for deliveries, then the baseline if asked; and `duet-bench run` around it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,23 +7,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-pub use args::{BenchArgs, Pacing, Plan};
-pub use report::Report;
-
-use client::Client;
-use load::Workload;
-use recorder::Recorder;
+use crate::args::{BenchArgs, Pacing, Plan};
+use crate::client::Client;
+use crate::load::{self, Workload};
+use crate::progress::progress_bar;
+use crate::recorder::Recorder;
+use crate::report::{self, Report};
+use crate::{baseline, server, setup, socket, writer};
 
 /// WebSocket handshakes in flight at once while the sockets open.
 const SOCKET_OPEN_CONCURRENCY: usize = 32;
 /// After Ctrl-C, in-flight deliveries get at most this long.
 const INTERRUPTED_GRACE: Duration = Duration::from_secs(1);
 
-/// `duet bench …` from the command line: checks the flags, runs, prints the table, writes the
-/// JSON. Ctrl-C stops the sending and reports what ran.
+/// `duet-bench run …` from the command line: checks the flags, runs, prints the table, writes
+/// the JSON. Ctrl-C stops the sending and reports what ran.
 ///
 /// # Errors
 /// Bad flags, an unreachable server, or a failed setup.
@@ -244,13 +219,16 @@ fn server_usage(
             cpu_cores: cpu_secs / wall_secs,
             cpu_us_per_message: per_message(cpu_secs),
         });
-    let machine = before
-        .machine
-        .zip(after.machine)
-        .map(|(before, after)| report::MachineUsage {
-            busy_cores: (after.busy_secs - before.busy_secs).max(0.0) / wall_secs,
-            cores: (after.total_secs - before.total_secs).max(0.0) / wall_secs,
-        });
+    let machine = before.machine.zip(after.machine).map(|(before, after)| {
+        let busy_secs = (after.busy_secs - before.busy_secs).max(0.0);
+        // I/O wait, part of the total, can go backwards (proc(5)): a total below the busy
+        // time would say more cores were busy than there were.
+        let total_secs = (after.total_secs - before.total_secs).max(busy_secs);
+        report::MachineUsage {
+            busy_cores: busy_secs / wall_secs,
+            cores: total_secs / wall_secs,
+        }
+    });
     report::ServerUsage {
         pid,
         cpu_secs,
@@ -262,49 +240,4 @@ fn server_usage(
         busiest_thread,
         machine,
     }
-}
-
-/// A bar on stderr while sending: by messages when their number is known, else by time.
-/// Hidden with --quiet or when stderr is not a terminal.
-fn progress_bar(plan: &Plan, recorder: Arc<Recorder>) -> ProgressBar {
-    use std::io::IsTerminal as _;
-    if plan.quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let planned = match plan.pacing {
-        Pacing::Open { rate, .. } => schedule::planned_sends(plan.limits, rate),
-        Pacing::Closed { .. } => plan.limits.count,
-    };
-    let by_count = planned.is_some();
-    let length = planned
-        .or(plan.limits.duration.map(|d| d.as_millis() as u64))
-        .unwrap_or(0);
-    let bar = ProgressBar::new(length);
-    let template = if by_count {
-        "{elapsed_precise} [{bar:40}] {pos}/{len} sent  {msg}"
-    } else {
-        "{elapsed_precise} [{bar:40}] {percent}%  {msg}"
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    let ticker = bar.clone();
-    let start = Instant::now();
-    tokio::spawn(async move {
-        while !ticker.is_finished() {
-            let attempted = recorder.attempted.load(Ordering::Relaxed);
-            ticker.set_position(if by_count {
-                attempted
-            } else {
-                start.elapsed().as_millis() as u64
-            });
-            ticker.set_message(format!(
-                "{} acked, {} errors",
-                recorder.acknowledged.load(Ordering::Relaxed),
-                recorder.error_count()
-            ));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    bar
 }

@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use clap::Parser;
+use duet::{Application, Profile, Settings};
+use tokio_util::sync::CancellationToken;
 
-use super::*;
-use crate::{Application, Profile, Settings};
+use crate::{BenchArgs, Report, run};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::args::Limits;
+use crate::args::Limits;
 
 /// When send `index` is due, counted from the start of the run.
 pub fn due_at(index: u64, rate: f64) -> Duration {

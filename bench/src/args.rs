@@ -1,11 +1,11 @@
-//! What `duet bench` is told, and the checks that turn it into a [`Plan`]: every bad value is
+//! What `duet-bench run` is told, and the checks that turn it into a [`Plan`]: every bad value is
 //! a clear error naming the flag, never a panic halfway through a run.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::baseline::BaselineTarget;
 use anyhow::{Context, bail, ensure};
-use duet_adapters::sql::baseline::BaselineTarget;
 
 /// The longest message body the API accepts.
 const MAX_BODY_BYTES: usize = 4096;

@@ -1,10 +1,15 @@
-//! `duet capacity`: the back-of-envelope of DESIGN.md's growth table, from a user count and a
-//! few per-node figures (measured with the benchmark scripts, or given).
+//! `duet-bench capacity`: the back-of-envelope of DESIGN.md's growth table, from a user count
+//! and a few per-node figures (measured with `duet-bench run`, or given). Its flags are
+//! [`CapacityArgs`].
 //!
 //! Each sent message costs three write transactions (the append on the conversation's shard
 //! and one inbox apply per member), so database writes are three per message.
 
+mod args;
+
 use std::fmt::Write as _;
+
+pub use args::CapacityArgs;
 
 /// Write transactions per sent message: append + one inbox apply per member.
 const WRITES_PER_MESSAGE: f64 = 3.0;
@@ -125,7 +130,7 @@ fn bytes(value: f64) -> String {
 /// How one row of the report shows a plan.
 type Cell = fn(&Plan) -> String;
 
-/// The report `duet capacity` prints: one column per load.
+/// The report `duet-bench capacity` prints: one column per load.
 pub fn report(loads: &[Load], nodes: NodeFigures) -> String {
     let plans: Vec<Plan> = loads.iter().map(|l| Plan::for_load(*l, nodes)).collect();
     let rows: [(&str, Cell); 14] = [

@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use super::client::BenchUser;
-use super::recorder::Recorder;
+use crate::client::BenchUser;
+use crate::recorder::Recorder;
 
 /// How long a socket gets to upgrade and say `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);

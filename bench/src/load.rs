@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::args::Limits;
-use super::client::Client;
-use super::recorder::Recorder;
-use super::schedule::{due_at, planned_sends};
-use super::setup::{Population, route};
+use crate::args::Limits;
+use crate::client::Client;
+use crate::recorder::Recorder;
+use crate::schedule::{due_at, planned_sends};
+use crate::setup::{Population, route};
 
 /// Everything a send needs, shared by every sender.
 pub struct Workload {
