@@ -675,6 +675,54 @@ mod tests {
         }
     }
 
+    /// The keys `config/default.toml` sets, as `section.sub.key`.
+    fn default_keys() -> std::collections::BTreeSet<String> {
+        let mut section = String::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for line in DEFAULTS.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_owned();
+            } else if let Some((key, _)) = line.split_once('=')
+                && !line.starts_with('#')
+            {
+                keys.insert(format!("{section}.{}", key.trim()));
+            }
+        }
+        keys
+    }
+
+    /// docs/CONFIGURATION.md is the one reference: it documents every key the defaults set,
+    /// and nothing Duet does not read.
+    #[test]
+    fn the_configuration_reference_documents_exactly_the_keys_duet_reads() {
+        let reference = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONFIGURATION.md"),
+        )
+        .expect("docs/CONFIGURATION.md");
+        // Table rows: "| `key` | default | meaning |".
+        let documented: std::collections::BTreeSet<String> = reference
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split_once('`'))
+            .map(|(key, _)| key.to_owned())
+            .collect();
+        // Required keys have no default to set.
+        let without_default = ["storage.postgres.url"];
+        let mut expected = default_keys();
+        expected.extend(without_default.map(str::to_owned));
+        assert!(expected.len() > 40, "{expected:?}");
+        let undocumented: Vec<_> = expected.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&expected).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "undocumented keys: {undocumented:?}; documented keys Duet does not read: {unknown:?}"
+        );
+        for key in without_default {
+            Settings::load(&Profile::None, &[(key, "postgres://127.0.0.1/duet")])
+                .unwrap_or_else(|err| panic!("{key} is not a key Duet reads: {err:#}"));
+        }
+    }
+
     #[test]
     fn an_unknown_key_is_refused_naming_it() {
         let err =

@@ -124,7 +124,7 @@ pub(super) async fn find_by_keys<E: EntityTrait, C: ConnectionTrait>(
 /// changed in all.
 ///
 /// One call per statement, on purpose: sending them to SQLite as one multi-statement call
-/// saved nothing measurable in `duet bench` (the round trips it saves come back as statement
+/// saved nothing measurable in `duet-bench run` (the round trips it saves come back as statement
 /// preparation, since each combination of chunk sizes is a new text) and cached statements
 /// of every combination took 120 MiB more memory.
 pub(super) async fn execute_all<C: ConnectionTrait>(

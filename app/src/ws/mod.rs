@@ -74,7 +74,7 @@ async fn upgrade(req: &Request, state: Arc<AppState>) -> Result<Response, Respon
     // Client frames are small (typing, acks): a small read buffer, because tungstenite
     // zeroes the buffer's free space before every read, and a socket is read again after
     // every event it forwards (the default 128 KiB made that memset 6 % of the server's CPU
-    // under `duet bench`, and cost 128 KiB per connection). Bigger frames take more reads.
+    // under `duet-bench run`, and cost 128 KiB per connection). Bigger frames take more reads.
     let config = WebSocketConfig::default()
         .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(Some(max))

@@ -1,6 +1,6 @@
-//! `duet-bench capacity`: the back-of-envelope of DESIGN.md's growth table, from a user count
-//! and a few per-node figures (measured with `duet-bench run`, or given). Its flags are
-//! [`CapacityArgs`].
+//! `duet-bench capacity`: the back-of-envelope of Duet's growth path (100 users to 100 M,
+//! the profiles of docs/OPERATIONS.md), from a user count and a few per-node figures
+//! (measured with `duet-bench run`, or given). Its flags are [`CapacityArgs`].
 //!
 //! Each sent message costs three write transactions (the append on the conversation's shard
 //! and one inbox apply per member), so database writes are three per message.

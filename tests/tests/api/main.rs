@@ -3,7 +3,7 @@
 //! default, `postgres`, `postgres-replica`, `medium`; see `profile.rs` in `duet_tests`) and speaks
 //! HTTP and WebSocket to it, as a client would, through the helpers of the `duet_tests`
 //! library. The tests do not know the profile: every one must pass on each.
-//! Every module checks one area of `docs/API.md` and the invariants in `DESIGN.md`.
+//! Every module checks one area of `docs/API.md` and the invariants in `docs/ARCHITECTURE.md`.
 
 mod accounts;
 mod consistency;

@@ -52,6 +52,11 @@ async fn a_message_sent_through_one_process_reaches_a_device_on_another_and_the_
     alice_on_c
         .assert_nothing_pending(Duration::from_millis(200))
         .await;
+
+    // Each process logs to a file, not a terminal: plain text, no colour escape codes.
+    let log = a.log();
+    assert!(log.contains("duet is serving"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a log file:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
