@@ -8,7 +8,7 @@ use duet_domain::conversations::{Appended, HistoryQuery};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use tracing::instrument;
+use tracing::{Instrument, instrument};
 use uuid::Uuid;
 
 use super::ApiTags;
@@ -19,6 +19,7 @@ use super::statuses::{
     BAD_REQUEST, Errors, JSON_BODY, NOT_FOUND, RATE_LIMITED, STORAGE, UNAUTHORIZED, UNPROCESSABLE,
 };
 use super::text::Text;
+use crate::http::errors::ApiError;
 use crate::state::AppState;
 
 pub struct MessagesApi {
@@ -148,16 +149,27 @@ impl MessagesApi {
         Errors<{ JSON_BODY | UNAUTHORIZED | NOT_FOUND | UNPROCESSABLE | RATE_LIMITED | STORAGE }>,
     > {
         let Json(body) = body;
-        let appended = self
-            .state
-            .conversations
-            .send(
-                auth.0.caller,
-                ConversationId(id.0),
-                body.client_msg_id.into_inner().into_inner(),
-                body.body.into_inner().into_inner(),
-            )
-            .await?;
+        let state = Arc::clone(&self.state);
+        // On its own task, so a client that hangs up (or a shutdown's deadline) cannot cancel
+        // a send between its commit and its live push: the push happens after the append
+        // returns, and a committed message must reach the connected devices.
+        let sending = tokio::spawn(
+            async move {
+                state
+                    .conversations
+                    .send(
+                        auth.0.caller,
+                        ConversationId(id.0),
+                        body.client_msg_id.into_inner().into_inner(),
+                        body.body.into_inner().into_inner(),
+                    )
+                    .await
+            }
+            .in_current_span(),
+        );
+        let appended = sending
+            .await
+            .map_err(|err| ApiError::internal(&anyhow::anyhow!("the send task failed: {err}")))??;
         Ok(match appended {
             Appended::Created(message) => {
                 metrics::counter!("duet_messages_sent_total").increment(1);
