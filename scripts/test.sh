@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Duet's test command: every test of the workspace on the `sqlite` profile (the NATS and
 # Redis adapter tests included, which skip without those servers) and the generated-client
-# check (scripts/client-check.sh, which needs PyPI once); then, when PostgreSQL
+# check (scripts/client-check.sh, which needs PyPI once) and the README's walk-through
+# (scripts/walkthrough.sh --check); then, when PostgreSQL
 # answers on 127.0.0.1:5432, its streaming replica on 127.0.0.1:5433 (scripts/pg-replica.sh
 # up, left running), the black-box suite on the `postgres` and `postgres-replica` profiles
 # and the replica routing tests; then, with Redis (127.0.0.1:6379) and NATS (127.0.0.1:4222)
@@ -26,6 +27,17 @@ admin() { # admin PORT SQL: one statement as postgres on a loopback server
 }
 pg_answers() { command -v psql >/dev/null 2>&1 && admin 5432 'select 1' >/dev/null 2>&1; }
 listens() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; } # listens PORT
+
+# ensure_packages PROGRAM...: installs Debian's package of each missing program (as root).
+ensure_packages() {
+  local missing=()
+  for program in "$@"; do command -v "$program" >/dev/null 2>&1 || missing+=("$program"); done
+  [ ${#missing[@]} = 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] || return 1
+  echo "== installing ${missing[*]} (apt-get)"
+  apt-get update -qq >/dev/null &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
 
 # nginx runs in front of the cluster tests' processes (deploy/nginx/duet.conf).
 ensure_nginx() {
@@ -107,6 +119,14 @@ if [ -s "$client_check_skipped" ]; then
   summary[-1]="SKIPPED: generated client — $(cat "$client_check_skipped")"
 fi
 rm -f "$client_check_skipped"
+# The README's curl walk-through against the debug binary the client check built: its commands
+# and what the server prints must be what README.md shows.
+if ensure_packages curl jq; then
+  step "README walk-through" scripts/walkthrough.sh --check
+else
+  summary+=("FAILED  README walk-through: curl or jq missing and not installable")
+  failed=true
+fi
 
 if ! $postgres_up; then
   summary+=("SKIPPED: postgres, postgres-replica profiles — PostgreSQL not reachable at 127.0.0.1:5432")

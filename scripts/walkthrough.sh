@@ -5,12 +5,21 @@
 #                                       free port, runs the walk-through, stops the server
 #   scripts/walkthrough.sh URL          runs it against a server already running at URL (its
 #                                       database must not have alice and bob yet)
+#   scripts/walkthrough.sh --check      starts the server, runs it, and fails unless the output
+#                                       is the README's "prints" block (ids, tokens and times
+#                                       masked; times must have six fractional digits) and the
+#                                       commands below are the README's (scripts/test.sh runs it)
 # The server it starts is target/debug/duet (build it with `cargo build -p duet --bin duet`),
 # or DUET_BIN. Needs curl and jq. The commands between the markers below are the README's.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 url=${1:-}
+check=false
+if [ "$url" = --check ]; then
+  check=true
+  url=""
+fi
 server=""
 dir=""
 cleanup() {
@@ -35,6 +44,30 @@ if [ -z "$url" ]; then
   done
   [ -n "$port" ] || { echo "walkthrough: the server did not start" >&2; cat "$dir/server.log" >&2; exit 1; }
   url="http://127.0.0.1:$port"
+fi
+
+if $check; then
+  # Runs this script again against the server above and compares with the README.
+  mask() { sed -E -e 's/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/<id>/g' \
+    -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z/<time>/g'; }
+  readme=$root/README.md
+  between() { sed -n '/<!-- walkthrough: begin -->/,/<!-- walkthrough: end -->/p' "$readme"; }
+  "$0" "$url" | mask >"$dir/printed"
+  between | sed -n '/^```text$/,/^```$/p' | sed '1d;$d' | mask >"$dir/readme-prints"
+  between | sed -n '/^```sh$/,/^```$/p' | sed '1,2d;$d' >"$dir/readme-commands"
+  sed -n '/^# --- the README.s commands, after its first line ---$/,/^# --- end of the README.s commands ---$/p' \
+    "$0" | sed '1d;$d' >"$dir/script-commands"
+  status=0
+  if ! diff -u "$dir/readme-commands" "$dir/script-commands"; then
+    echo "walkthrough: the commands above differ between README.md and $0" >&2
+    status=1
+  fi
+  if ! diff -u "$dir/readme-prints" "$dir/printed"; then
+    echo "walkthrough: the server printed the lines marked + where README.md shows those marked -" >&2
+    status=1
+  fi
+  [ $status = 0 ] && echo "walkthrough: README.md's commands and output match the server"
+  exit $status
 fi
 
 # The README's block starts with B=http://127.0.0.1:8080; here B is the server above.
