@@ -6,8 +6,6 @@ mod ports;
 #[cfg(test)]
 mod rules_tests;
 mod service;
-#[cfg(test)]
-mod service_tests;
 
 pub use model::*;
 pub use ports::*;

@@ -8,7 +8,7 @@ use futures::channel::mpsc;
 use futures::stream::{BoxStream, StreamExt};
 use uuid::Uuid;
 
-use super::lock;
+use super::{Journal, Step, lock};
 use crate::events::{DurableEvent, EventQueue, LiveBus, LiveEvent, LiveItem, Outbox, OutboxEntry};
 use crate::{StoreError, UserId};
 
@@ -134,17 +134,32 @@ impl EventQueue for RecordingQueue {
     }
 }
 
-/// A live bus that keeps every publication and forwards it to the user's subscribers.
+/// A live bus that records every publication in its journal and forwards it to the user's
+/// subscribers.
 #[derive(Default)]
 pub struct RecordingLiveBus {
-    published: Mutex<Vec<(UserId, LiveEvent)>>,
+    journal: Journal,
     subscribers: Mutex<Vec<(UserId, mpsc::UnboundedSender<LiveItem>)>>,
 }
 
 impl RecordingLiveBus {
+    /// A bus recording into `journal`, which other fakes may share.
+    pub fn recording_into(journal: Journal) -> Self {
+        Self {
+            journal,
+            subscribers: Mutex::default(),
+        }
+    }
+
     /// Every `(user, event)` published, in order.
     pub fn published(&self) -> Vec<(UserId, LiveEvent)> {
-        lock(&self.published).clone()
+        let steps = self.journal.steps().into_iter();
+        steps
+            .filter_map(|step| match step {
+                Step::Publish(user, event) => Some((user, event)),
+                Step::Append(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -157,7 +172,7 @@ impl LiveBus for RecordingLiveBus {
                     .unbounded_send(LiveItem::Event(event.clone()))
                     .is_ok()
         });
-        lock(&self.published).push((user, event));
+        self.journal.record(Step::Publish(user, event));
     }
 
     async fn subscribe(&self, user: UserId) -> BoxStream<'static, LiveItem> {

@@ -14,6 +14,7 @@
 //! - [`MemoryInbox`]: inbox entries and feeds.
 //! - [`MemoryOutbox`], [`RecordingQueue`], [`RecordingLiveBus`]: events.
 //! - [`MemoryPresence`]: who is connected.
+//! - [`Journal`]: what the conversation store and the live bus were asked, in one order.
 
 mod accounts;
 mod cache;
@@ -21,6 +22,7 @@ mod clock;
 mod conversations;
 mod events;
 mod inbox;
+mod journal;
 mod presence;
 mod session_cache;
 
@@ -30,6 +32,7 @@ pub use clock::FakeClock;
 pub use conversations::MemoryConversationStore;
 pub use events::{MemoryOutbox, RecordingLiveBus, RecordingQueue};
 pub use inbox::MemoryInbox;
+pub use journal::{Journal, Step};
 pub use presence::MemoryPresence;
 pub use session_cache::MemorySessionCache;
 

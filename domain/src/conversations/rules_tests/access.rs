@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{query, talk};
+use super::{query, talk, talk_delivering_inline};
 use crate::clock::Clock;
 use crate::conversations::ConversationError;
 use crate::events::{Ephemeral, LiveEvent};
@@ -104,8 +104,8 @@ async fn a_stranger_gets_the_same_not_found_as_for_no_conversation() {
 }
 
 #[tokio::test]
-async fn a_send_with_a_bad_body_or_client_id_stores_nothing() {
-    let talk = talk();
+async fn a_send_with_a_bad_body_or_client_id_reaches_neither_the_store_nor_the_bus() {
+    let talk = talk_delivering_inline();
     let (alice, _bob, id) = talk.alice_and_bob().await;
     let attempts = [("c1", " \n "), ("", "hello"), ("with space", "hello")];
     for (client_msg_id, body) in attempts {
@@ -118,7 +118,7 @@ async fn a_send_with_a_bad_body_or_client_id_stores_nothing() {
             "{sent:?}"
         );
     }
-    assert_eq!(talk.conversations.appends(), 0);
+    assert_eq!(talk.journal.steps(), vec![]);
 }
 
 #[tokio::test]
@@ -137,7 +137,7 @@ async fn a_send_over_the_quota_is_refused_before_the_store_is_touched() {
         matches!(sent, Err(ConversationError::RateLimited { retry_after: r }) if r == retry_after),
         "{sent:?}"
     );
-    assert_eq!(talk.conversations.appends(), 0);
+    assert_eq!(talk.journal.steps(), vec![]);
 }
 
 #[tokio::test]

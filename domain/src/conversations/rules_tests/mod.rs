@@ -1,10 +1,12 @@
 //! The rules `ConversationService` keeps, proven against in-memory fakes: who may open,
-//! send, read and type where (`access`), and how history pages are read and when the
-//! history cache may answer (`history`). The stores' own rules (seq, dedupe, forward-only
-//! reads) are proven against the real stores by `duet-adapters`' tests and `tests/`.
+//! send, read and type where (`access`), how history pages are read and when the history
+//! cache may answer (`history`), and what a send pushes live, and when (`live`). The
+//! stores' own rules (seq, dedupe, forward-only reads) are proven against the real stores
+//! by `duet-adapters`' tests and `tests/`.
 
 mod access;
 mod history;
+mod live;
 
 use std::sync::Arc;
 
@@ -12,11 +14,11 @@ use super::{Appended, ConversationService, HistoryQuery};
 use crate::ConversationId;
 use crate::accounts::Caller;
 use crate::testing::{
-    FakeClock, MemoryAccountStore, MemoryConversationStore, MemoryInbox, RecordingLiveBus,
+    FakeClock, Journal, MemoryAccountStore, MemoryConversationStore, MemoryInbox, RecordingLiveBus,
     UncheckedHistoryCache,
 };
 
-/// A conversation service on fakes, and the fakes.
+/// A conversation service on fakes, and the fakes. The store and the bus share `journal`.
 pub(super) struct Talk {
     pub(super) service: ConversationService,
     pub(super) accounts: Arc<MemoryAccountStore>,
@@ -24,13 +26,15 @@ pub(super) struct Talk {
     pub(super) inbox: Arc<MemoryInbox>,
     pub(super) live: Arc<RecordingLiveBus>,
     pub(super) clock: Arc<FakeClock>,
+    pub(super) journal: Journal,
 }
 
 pub(super) fn talk() -> Talk {
     let accounts = Arc::new(MemoryAccountStore::default());
-    let conversations = Arc::new(MemoryConversationStore::default());
+    let journal = Journal::default();
+    let conversations = Arc::new(MemoryConversationStore::recording_into(journal.clone()));
     let inbox = Arc::new(MemoryInbox::default());
-    let live = Arc::new(RecordingLiveBus::default());
+    let live = Arc::new(RecordingLiveBus::recording_into(journal.clone()));
     let clock = Arc::new(FakeClock::new());
     let service = ConversationService::new(
         accounts.clone(),
@@ -46,7 +50,16 @@ pub(super) fn talk() -> Talk {
         inbox,
         live,
         clock,
+        journal,
     }
+}
+
+/// As [`talk`], with a store that delivers each new message to both inboxes itself and
+/// answers their feed events for the service to push, as the SQL stores do inline.
+pub(super) fn talk_delivering_inline() -> Talk {
+    let talk = talk();
+    talk.conversations.deliver_inline_to(talk.inbox.clone());
+    talk
 }
 
 impl Talk {
