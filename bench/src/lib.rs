@@ -24,6 +24,7 @@ pub mod capacity;
 pub mod client;
 pub mod load;
 pub mod progress;
+pub mod prometheus;
 pub mod recorder;
 pub mod report;
 pub mod runner;

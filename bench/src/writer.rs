@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::prometheus::sample_sum;
+
 /// The group-commit writers' work over the sending phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupCommitUsage {
@@ -67,27 +69,6 @@ fn label(phase: &str) -> String {
     format!("phase=\"{phase}\"")
 }
 
-/// The sum of the samples of `metric` on a Prometheus text page whose labels include `label`
-/// (e.g. `phase="commit"`), or of all its samples when `label` is `None`; `None` when the
-/// page has no such sample. A metric whose name merely starts with `metric` is not counted.
-fn sample_sum(page: &str, metric: &str, label: Option<&str>) -> Option<f64> {
-    let samples: Vec<f64> = page
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let rest = line.strip_prefix(metric)?;
-            let labels = match rest.strip_prefix('{') {
-                Some(rest) => rest.split_once('}')?.0,
-                None if rest.starts_with(' ') => "",
-                None => return None,
-            };
-            let wanted = label.is_none_or(|l| labels.split(',').any(|have| have == l));
-            wanted.then(|| line.rsplit(' ').next()?.parse().ok())?
-        })
-        .collect();
-    (!samples.is_empty()).then(|| samples.iter().sum())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,18 +107,6 @@ mod tests {
         ] {
             assert!((got - want).abs() < 1e-9, "{usage:?}");
         }
-    }
-
-    #[test]
-    fn samples_are_summed_by_label_and_never_under_a_longer_name() {
-        let page = "# TYPE t counter\n\
-                    t_total{phase=\"a\",x=\"1\"} 2\n\
-                    t_total{phase=\"b\"} 3\n\
-                    t_total_extra 100\n";
-        assert_eq!(sample_sum(page, "t_total", None), Some(5.0));
-        assert_eq!(sample_sum(page, "t_total", Some("phase=\"a\"")), Some(2.0));
-        assert_eq!(sample_sum(page, "t_total", Some("phase=\"c\"")), None);
-        assert_eq!(sample_sum(page, "t", None), None);
     }
 
     #[test]

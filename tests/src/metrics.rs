@@ -24,5 +24,5 @@ pub fn metric_sum(page: &str, metric: &str) -> Option<f64> {
 /// `target="replica"`), or of all its samples when `label` is `None`; `None` when there is
 /// no such sample.
 pub fn metric_sum_where(page: &str, metric: &str, label: Option<&str>) -> Option<f64> {
-    duet::telemetry::sample_sum(page, metric, label)
+    duet_bench::prometheus::sample_sum(page, metric, label)
 }
