@@ -41,7 +41,7 @@ pub(super) fn chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
 /// alike in the table and the rows); `guards` are (table column, row column) pairs that must
 /// match too. A row whose key or guard does not match is left out of the statements' row
 /// count, which is how a caller notices it.
-pub(super) fn update_by_key(
+pub fn update_by_key(
     backend: DbBackend,
     table: &str,
     columns: &[&str],

@@ -2,11 +2,12 @@
 //! writing exactly the rows Duet's send writes with inline delivery.
 
 use chrono::Utc;
+use duet_adapters::sql::update_by_key;
 use duet_domain::conversations::Message;
 use duet_domain::inbox::FeedEventBody;
 use duet_domain::{ConversationId, MessageId, UserId};
 use sea_orm::sea_query::{Alias, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, TransactionTrait, Value};
 use uuid::Uuid;
 
 use super::scratch::Baseline;
@@ -116,17 +117,19 @@ impl Baseline {
                 created_at: now,
             });
         }
-        let mut statements = vec![update_by_key(
+        let mut statements = update_by_key(
             backend,
             &self.scratch("conversations"),
             &["id", "last_seq", "lo_read_seq", "updated_at"],
+            &["last_seq", "lo_read_seq", "updated_at"],
+            &[],
             &[vec![
                 pair.conversation.into(),
                 pair.last_seq.into(),
                 pair.last_seq.into(),
                 now.into(),
             ]],
-        )];
+        );
         let mut inserted = Query::insert();
         inserted
             .into_table(Alias::new(self.scratch("messages")))
@@ -190,10 +193,12 @@ impl Baseline {
             .zip(pair.cursors)
             .map(|(member, cursor)| vec![(*member).into(), cursor.into()])
             .collect();
-        statements.push(update_by_key(
+        statements.extend(update_by_key(
             backend,
             &self.scratch("user_feeds"),
             &["user_id", "last_cursor"],
+            &["last_cursor"],
+            &[],
             &cursors,
         ));
         let last = messages.last().map(serde_json::to_string).transpose()?;
@@ -253,69 +258,5 @@ impl Baseline {
             anyhow::bail!("the baseline wrote {written} rows where {expected} were due");
         }
         Ok(txn.commit().await?)
-    }
-}
-
-/// The statement Duet's batches update rows keyed by one column with (the adapters' `bulk`
-/// module), so the baseline pays for the same SQL:
-///
-/// ```sql
-/// WITH moved(key, a, b) AS (VALUES (?, ?, ?), ...)
-/// UPDATE table SET a = moved.a, b = moved.b FROM moved WHERE table.key = moved.key
-/// ```
-///
-/// `columns` names each row's values, the key first; every other column is set.
-fn update_by_key(
-    backend: DbBackend,
-    table: &str,
-    columns: &[&str],
-    rows: &[Vec<Value>],
-) -> Statement {
-    let key = columns[0];
-    let assignments = columns[1..]
-        .iter()
-        .map(|c| format!("{c} = moved.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let width = columns.len();
-    let placeholders = (0..rows.len())
-        .map(|row| {
-            let params: Vec<String> = (1..=width)
-                .map(|column| match backend {
-                    DbBackend::Postgres => format!("${}", row * width + column),
-                    _ => "?".to_owned(),
-                })
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "WITH moved({}) AS (VALUES {placeholders}) UPDATE {table} SET {assignments} FROM moved \
-         WHERE {table}.{key} = moved.{key}",
-        columns.join(", ")
-    );
-    Statement::from_sql_and_values(backend, sql, rows.iter().flatten().cloned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn updates_by_key_are_the_servers_statement_shape() {
-        let rows = [
-            vec![1i64.into(), 2i64.into()],
-            vec![3i64.into(), 4i64.into()],
-        ];
-        let statement = update_by_key(DbBackend::Postgres, "t", &["id", "n"], &rows);
-        assert_eq!(
-            statement.sql,
-            "WITH moved(id, n) AS (VALUES ($1, $2), ($3, $4)) UPDATE t SET n = moved.n \
-             FROM moved WHERE t.id = moved.id"
-        );
-        assert_eq!(statement.values.map(|v| v.0.len()), Some(4));
-        let sqlite = update_by_key(DbBackend::Sqlite, "t", &["id", "n"], &rows[..1]);
-        assert!(sqlite.sql.contains("(VALUES (?, ?))"), "{}", sqlite.sql);
     }
 }
