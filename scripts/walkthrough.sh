@@ -9,7 +9,8 @@
 #                                       is the README's "prints" block (ids, tokens and times
 #                                       masked; times must have six fractional digits) and the
 #                                       commands below are the README's (scripts/test.sh runs it)
-# The server it starts is target/debug/duet (build it with `cargo build -p duet --bin duet`),
+# The server it starts is target/debug/duet (under CARGO_TARGET_DIR when set; build it with
+# `cargo build -p duet --bin duet`),
 # or DUET_BIN. Needs curl and jq. The commands between the markers below are the README's.
 set -euo pipefail
 
@@ -29,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "$url" ]; then
-  bin=${DUET_BIN:-$root/target/debug/duet}
+  bin=${DUET_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/duet}
   [ -x "$bin" ] || { echo "walkthrough: no server binary at $bin (cargo build -p duet --bin duet)" >&2; exit 1; }
   dir=$(mktemp -d)
   DUET__SERVER__PORT=0 DUET__STORAGE__SQLITE__PATH="$dir/duet.db" DUET__TELEMETRY__LOG_FORMAT=json \
