@@ -8,6 +8,7 @@
 mod first_frame;
 pub mod frames;
 mod outbound;
+mod reorder;
 mod session;
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use super::first_frame::first_frame_auth;
 use super::frames::{ClientFrame, ServerFrame, event_text};
 use super::outbound::{Closed, Outbound};
+use super::reorder::Reorder;
 use crate::http::errors::ApiError;
 use crate::state::AppState;
 
@@ -65,6 +66,7 @@ pub async fn run(
         typing_throttle: TypingThrottle::default(),
         out,
         last_sent: 0,
+        reorder: Reorder::default(),
         wants_presence: options.presence,
     };
     if let Some(announcement) = session.state.presence.connected(caller).await {
@@ -96,6 +98,8 @@ struct Session {
     last_sent: i64,
     /// Whether the client opened the stream with `presence=true`.
     wants_presence: bool,
+    /// Live feed events that arrived ahead of their turn.
+    reorder: Reorder,
 }
 
 impl Session {
@@ -132,8 +136,12 @@ impl Session {
         let mut heartbeat = tokio::time::interval(self.state.presence_heartbeat);
         heartbeat.reset();
         loop {
+            let gap_deadline = self.reorder.deadline();
             tokio::select! {
                 _ = heartbeat.tick() => self.state.presence.heartbeat(self.caller).await,
+                // A gap the live stream did not fill in time: read it from the feed.
+                () = tokio::time::sleep_until(gap_deadline.unwrap_or_else(tokio::time::Instant::now)),
+                    if gap_deadline.is_some() => self.catch_up_then_release().await?,
                 _ = recheck.tick() => {
                     if !self.session_still_valid().await {
                         self.out.close(CloseCode::Policy, "session ended").await;
@@ -145,12 +153,22 @@ impl Session {
                     return Ok(());
                 }
                 item = live.next() => match item {
-                    // A hole before this cursor: another process applied an event this
-                    // one never saw live. The feed has it; fetch it before moving on.
+                    // A hole before this cursor: the events before it are usually a moment
+                    // behind (see `reorder`); hold it, or read the feed when too many wait.
                     Some(LiveItem::Event(LiveEvent::Feed(feed)))
-                        if feed.cursor > self.last_sent + 1 => self.catch_up().await?,
-                    Some(LiveItem::Event(event)) => self.forward(event).await?,
-                    Some(LiveItem::Lagged) => self.catch_up().await?,
+                        if feed.cursor > self.last_sent + 1 =>
+                    {
+                        if self.reorder.hold(feed, tokio::time::Instant::now()) {
+                            self.release().await?;
+                        } else {
+                            self.catch_up_then_release().await?;
+                        }
+                    }
+                    Some(LiveItem::Event(event)) => {
+                        self.forward(event).await?;
+                        self.release().await?;
+                    }
+                    Some(LiveItem::Lagged) => self.catch_up_then_release().await?,
                     None => {
                         self.out.close(CloseCode::Again, "event stream ended").await;
                         return Ok(());
@@ -230,6 +248,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Sends the held events that are now next in line.
+    async fn release(&mut self) -> Result<(), Closed> {
+        while let Some(event) = self.reorder.next_after(self.last_sent) {
+            self.forward(LiveEvent::Feed(event)).await?;
+        }
+        self.reorder.settle(tokio::time::Instant::now());
+        Ok(())
+    }
+
+    async fn catch_up_then_release(&mut self) -> Result<(), Closed> {
+        self.catch_up().await?;
+        self.release().await
     }
 
     /// Sends an event unless it is a feed event the client already has.
