@@ -202,7 +202,10 @@ impl ConversationStore for SqlStorage {
             route.wrote().await;
             self.outbox_signal.notify_one();
         }
-        Ok(Some(MarkedRead::Done(current)))
+        Ok(Some(MarkedRead::Done {
+            conversation: current,
+            moved,
+        }))
     }
 
     async fn history(

@@ -183,8 +183,12 @@ impl From<Appended> for AppendOutcome {
 /// What moving a read position did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarkedRead {
-    /// The position moved forward (or stayed, if it was already there or beyond).
-    Done(Conversation),
+    /// The position is at `seq` or beyond. `moved` says whether this call moved it (and so
+    /// wrote the `conversation.read` event for `seq`), rather than finding it there already.
+    Done {
+        conversation: Conversation,
+        moved: bool,
+    },
     /// `seq` is past the newest message.
     BeyondLast(Conversation),
 }

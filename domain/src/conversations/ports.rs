@@ -42,8 +42,8 @@ pub trait ConversationStore: Send + Sync {
     async fn append(&self, message: NewMessage) -> Result<Option<AppendOutcome>, StoreError>;
 
     /// Moves `reader`'s read position forward to `seq` (never backwards) and, if it moved,
-    /// writes a `conversation.read` event to the outbox. `None` when the conversation does
-    /// not exist.
+    /// writes a `conversation.read` event to the outbox and says so (`moved`). `None` when
+    /// the conversation does not exist.
     async fn mark_read(
         &self,
         id: ConversationId,

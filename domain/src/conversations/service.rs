@@ -267,17 +267,22 @@ impl ConversationService {
         if seq < 0 {
             return Err(InvalidInput::new("seq", "must not be negative").into());
         }
-        let before = self.membership(caller, id).await?;
+        self.membership(caller, id).await?;
         match self
             .conversations
             .mark_read(id, caller.user_id, seq)
             .await?
             .ok_or(ConversationError::NotFound)?
         {
-            MarkedRead::Done(conversation) => {
-                let read_seq = conversation.read_seq_of(caller.user_id);
-                if read_seq > before.read_seq_of(caller.user_id) {
-                    self.apply_own_read(caller, &conversation, read_seq).await?;
+            MarkedRead::Done {
+                conversation,
+                moved,
+            } => {
+                // Only the event this call wrote, for exactly `seq`: a position found already
+                // past it (say, moved by the caller's own send) wrote none, and applying one
+                // anyway would take the feed slot of a real read receipt of that seq.
+                if moved {
+                    self.apply_own_read(caller, &conversation, seq).await?;
                 }
                 self.view(caller, conversation).await
             }

@@ -157,8 +157,12 @@ impl ConversationStore for MemoryConversationStore {
             return Ok(Some(MarkedRead::BeyondLast(conversation.clone())));
         }
         let reader = member_index(conversation, reader);
+        let moved = seq > conversation.read_seqs[reader];
         conversation.read_seqs[reader] = conversation.read_seqs[reader].max(seq);
-        Ok(Some(MarkedRead::Done(conversation.clone())))
+        Ok(Some(MarkedRead::Done {
+            conversation: conversation.clone(),
+            moved,
+        }))
     }
 
     async fn history(

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{query, talk, talk_delivering_inline};
+use super::{Talk, query, talk, talk_delivering_inline};
 use crate::clock::Clock;
 use crate::conversations::ConversationError;
 use crate::events::{Ephemeral, LiveEvent};
+use crate::inbox::{FeedEvent, FeedEventBody};
 use crate::testing::RefusingLimiter;
 use crate::{ConversationId, UserId};
 
@@ -195,4 +196,45 @@ async fn typing_is_told_to_the_peer_only() {
         user_id: alice.user_id,
     });
     assert_eq!(talk.live.published(), vec![(bob.user_id, typing)]);
+}
+
+/// The `conversation.read` events pushed live, as (to whom, reader, read_seq).
+fn read_receipts(talk: &Talk) -> Vec<(UserId, UserId, i64)> {
+    talk.live
+        .published()
+        .into_iter()
+        .filter_map(|(to, event)| match event {
+            LiveEvent::Feed(FeedEvent {
+                body:
+                    FeedEventBody::ConversationRead {
+                        reader_id,
+                        read_seq,
+                        ..
+                    },
+                ..
+            }) => Some((to, reader_id, read_seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_read_that_moves_the_position_reaches_the_readers_own_devices_at_once() {
+    let talk = talk();
+    let (alice, bob, id) = talk.alice_and_bob().await;
+    talk.send(alice, id, "m1").await;
+    talk.service.mark_read(bob, id, 1).await.expect("read");
+    assert_eq!(read_receipts(&talk), vec![(bob.user_id, bob.user_id, 1)]);
+}
+
+#[tokio::test]
+async fn a_read_finding_the_position_already_there_writes_and_pushes_no_receipt() {
+    let talk = talk();
+    let (alice, _bob, id) = talk.alice_and_bob().await;
+    // Alice's own send moved her read position to 1, with no read receipt of hers.
+    talk.send(alice, id, "m1").await;
+    let view = talk.service.mark_read(alice, id, 1).await.expect("read");
+    assert_eq!(view.read_seq, 1);
+    // A receipt here would take the feed slot of Bob's real receipt of seq 1.
+    assert_eq!(read_receipts(&talk), vec![]);
 }
