@@ -5,7 +5,9 @@
 # (scripts/walkthrough.sh --check); then, when PostgreSQL
 # answers on 127.0.0.1:5432, its streaming replica on 127.0.0.1:5433 (scripts/pg-replica.sh
 # up, left running), the black-box suite on the `postgres` and `postgres-replica` profiles
-# and the replica routing tests; then, with Redis (127.0.0.1:6379) and NATS (127.0.0.1:4222)
+# and the replica routing tests, then a second server on 127.0.0.1:5434 (scripts/pg-second.sh
+# up, left running), the suite on the `sharded` profile (four physical shards over the two
+# servers) and the shard move tests; then, with Redis (127.0.0.1:6379) and NATS (127.0.0.1:4222)
 # too, the suite on the `medium` profile and the cluster tests (real `duet serve` processes
 # with private NATS and Redis servers, and nginx in front, installed here if missing).
 #
@@ -55,9 +57,12 @@ cleanup() {
     # A test killed mid-way (Ctrl-C) skips its guards: put the replica back as it found it.
     scripts/pg-replica.sh status >/dev/null 2>&1 || scripts/pg-replica.sh up >/dev/null 2>&1
     admin 5433 'select pg_wal_replay_resume()' >/dev/null 2>&1
-    for db in $(admin 5432 "select datname from pg_database where starts_with(datname, 'duet_t_${run}_')"); do
-      admin 5432 "drop database if exists \"$db\" with (force)" >/dev/null ||
-        echo "test.sh: could not drop $db" >&2
+    for port in 5432 5434; do
+      listens "$port" || continue
+      for db in $(admin "$port" "select datname from pg_database where starts_with(datname, 'duet_t_${run}_')"); do
+        admin "$port" "drop database if exists \"$db\" with (force)" >/dev/null ||
+          echo "test.sh: could not drop $db on port $port" >&2
+      done
     done
   fi
   exit "$status"
@@ -143,6 +148,15 @@ if $replica_up; then
   step "replica routing" cargo test -p duet-tests --test replica -- --test-threads=1
 else
   summary+=("FAILED  api, profile postgres-replica and replica routing: no replica")
+  failed=true
+fi
+# Four physical shards over two real servers: this one and a second started here.
+step "second PostgreSQL server" scripts/pg-second.sh up
+if [[ "${summary[-1]}" == ok* ]]; then
+  step "api, profile sharded" env DUET_TEST_PROFILE=sharded cargo test -p duet-tests --test api
+  step "shard moves" cargo test -p duet-tests --test shards -- --test-threads=2
+else
+  summary+=("FAILED  api, profile sharded and shard moves: no second PostgreSQL server")
   failed=true
 fi
 if ! $brokers_up; then

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use duet_adapters::sql::{GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage};
+use duet_adapters::sql::{GroupCommitOptions, SqlOptions, SqlStorage};
 use duet_domain::accounts::{AccountStore, Handle, NewUser, User};
 use duet_domain::conversations::{
     AppendOutcome, Appended, Conversation, ConversationStore, HistoryQuery, Message, NewMessage,
@@ -51,27 +51,11 @@ fn wide_batches_delivering_inline() -> GroupCommitOptions {
 }
 
 fn sqlite_options(path: &std::path::Path) -> SqlOptions {
-    SqlOptions {
-        backend: SqlBackend::Sqlite {
-            path: path.to_owned(),
-            synchronous_full: true,
-            read_connections: 4,
-        },
-        logical_shards: 16,
-    }
+    SqlOptions::sqlite(path, true)
 }
 
 fn postgres_options(url: String) -> SqlOptions {
-    SqlOptions {
-        backend: SqlBackend::Postgres {
-            url,
-            max_connections: 8,
-            replicas: Vec::new(),
-            max_replica_lag_bytes: 0,
-            replica_check_interval: Duration::from_secs(1),
-        },
-        logical_shards: 16,
-    }
+    SqlOptions::postgres(&url)
 }
 
 /// Runs `scenario` on storages over a fresh SQLite file; the folder is removed after.

@@ -14,7 +14,7 @@ use deadpool_redis::redis;
 use duet_adapters::crypto::Argon2Credentials;
 use duet_adapters::memory::MemoryLiveBus;
 use duet_adapters::redis::{RedisCache, RedisHistoryCache, RedisOptions, RedisSendLimiter};
-use duet_adapters::sql::{SqlBackend, SqlOptions, SqlStorage};
+use duet_adapters::sql::{SqlOptions, SqlStorage};
 use duet_domain::ConversationId;
 use duet_domain::accounts::{AccountService, Caller};
 use duet_domain::cache::SendQuota;
@@ -74,16 +74,9 @@ impl World {
         }
         let dir = std::env::temp_dir().join(unique("duet-history-cache"));
         std::fs::create_dir_all(&dir).expect("a temporary folder");
-        let storage = SqlStorage::connect(SqlOptions {
-            backend: SqlBackend::Sqlite {
-                path: dir.join("duet.db"),
-                synchronous_full: false,
-                read_connections: 4,
-            },
-            logical_shards: 16,
-        })
-        .await
-        .expect("SQLite opens");
+        let storage = SqlStorage::connect(SqlOptions::sqlite(&dir.join("duet.db"), false))
+            .await
+            .expect("SQLite opens");
         storage.migrate().await.expect("migrations apply");
 
         let prefix = unique("duet-test-history");

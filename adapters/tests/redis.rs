@@ -14,7 +14,7 @@ use duet_adapters::crypto::Argon2Credentials;
 use duet_adapters::redis::{
     RedisCache, RedisHistoryCache, RedisOptions, RedisPresence, RedisSendLimiter, RedisSessionCache,
 };
-use duet_adapters::sql::{SqlBackend, SqlOptions, SqlStorage};
+use duet_adapters::sql::{SqlOptions, SqlStorage};
 use duet_domain::accounts::{
     AccountService, AccountStore, Caller, CreatedUser, Handle, NewUser, Session, User,
 };
@@ -458,16 +458,9 @@ async fn authenticated_requests_skip_the_database_until_log_out_revokes_the_toke
     };
     let dir = std::env::temp_dir().join(&test.prefix);
     std::fs::create_dir_all(&dir).expect("a temporary folder");
-    let storage = SqlStorage::connect(SqlOptions {
-        backend: SqlBackend::Sqlite {
-            path: dir.join("duet.db"),
-            synchronous_full: false,
-            read_connections: 2,
-        },
-        logical_shards: 4,
-    })
-    .await
-    .expect("SQLite opens");
+    let storage = SqlStorage::connect(SqlOptions::sqlite(&dir.join("duet.db"), false))
+        .await
+        .expect("SQLite opens");
     storage.migrate().await.expect("migrations apply");
     let store = Arc::new(CountingStore {
         inner: storage.clone(),

@@ -119,8 +119,18 @@ pub struct SqliteSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSettings {
-    /// `postgres://user@host:port/db`; required when `kind = "postgres"`.
+    /// `postgres://user@host:port/db`: the one database of an unsharded cluster. Either this
+    /// or `shards` is required when `kind = "postgres"`.
     pub url: Option<Secret>,
+    /// Several physical shards, in a fixed order (shard `i` of the list is physical shard
+    /// `i`: add new ones at the end, never reorder): tables with `url` and `replicas`, or one
+    /// comma-separated string of primary URLs (handy in `DUET__STORAGE__POSTGRES__SHARDS`).
+    /// Which logical shards each one owns is kept in the databases (`duet shards status`).
+    #[serde(deserialize_with = "shard_list")]
+    pub shards: Vec<PostgresShardSettings>,
+    /// How often each process checks the shard map's version, in milliseconds; a move waits
+    /// two of these before it deletes the old copy.
+    pub shard_map_refresh_ms: u64,
     /// Pool size (per database: the primary and each replica).
     pub max_connections: u32,
     /// Streaming read replicas of the primary: a list, or one comma-separated string (handy
@@ -132,6 +142,60 @@ pub struct PostgresSettings {
     pub max_replica_lag_bytes: u64,
     /// How often replicas are measured (lag, health).
     pub replica_check_interval_ms: u64,
+}
+
+/// One physical PostgreSQL shard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresShardSettings {
+    /// Its primary.
+    pub url: Secret,
+    /// Its streaming read replicas (routed as `storage.postgres.replicas` is).
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub replicas: Vec<Secret>,
+}
+
+impl From<String> for PostgresShardSettings {
+    fn from(url: String) -> Self {
+        Self {
+            url: Secret::from(url),
+            replicas: Vec::new(),
+        }
+    }
+}
+
+/// Accepts a list of shard tables, a list of URLs, or `"url,url"`.
+fn shard_list<'de, D>(deserializer: D) -> Result<Vec<PostgresShardSettings>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Table(PostgresShardSettings),
+        Url(String),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<Item>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Item::Table(shard) => shard,
+                Item::Url(url) => PostgresShardSettings::from(url.trim().to_owned()),
+            })
+            .collect(),
+        ListOrString::String(joined) => joined
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| PostgresShardSettings::from(url.to_owned()))
+            .collect(),
+    })
 }
 
 /// Accepts `["a", "b"]` or `"a,b"` (blank items dropped).
@@ -453,9 +517,22 @@ impl Settings {
 
     fn validate(&self) -> anyhow::Result<()> {
         if self.storage.kind == StorageKind::Postgres {
+            let postgres = &self.storage.postgres;
             anyhow::ensure!(
-                self.storage.postgres.url.is_some(),
-                "storage.postgres.url is required when storage.kind = \"postgres\""
+                postgres.url.is_some() || !postgres.shards.is_empty(),
+                "storage.postgres.url (or storage.postgres.shards) is required when \
+                 storage.kind = \"postgres\""
+            );
+            anyhow::ensure!(
+                postgres.shards.is_empty()
+                    || (postgres.url.is_none() && postgres.replicas.is_empty()),
+                "set either storage.postgres.url (with storage.postgres.replicas) or \
+                 storage.postgres.shards (each with its own replicas), not both: one database \
+                 is the first shard"
+            );
+            anyhow::ensure!(
+                postgres.shard_map_refresh_ms >= 10,
+                "storage.postgres.shard_map_refresh_ms must be at least 10"
             );
         }
         anyhow::ensure!(

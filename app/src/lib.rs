@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod http;
 pub mod rate_limit;
 pub mod routes;
+pub mod shards;
 pub mod startup;
 pub mod state;
 pub mod storage;

@@ -1,10 +1,12 @@
-//! `duet [--config PATH] [serve|migrate|backup PATH]`: load settings, start telemetry, then
-//! serve (the default), apply migrations, or back the SQLite database up, and exit.
+//! `duet [--config PATH] [serve|migrate|backup PATH|shards …]`: load settings, start
+//! telemetry, then serve (the default), apply migrations, back the SQLite database up, or show
+//! and move shards, and exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use duet::shards::{self, ShardCommand};
 use duet::{Application, Profile, Settings, storage, telemetry};
 
 /// mimalloc rather than glibc's malloc: each argon2 hash allocates ~19 MiB, and glibc's
@@ -40,6 +42,35 @@ enum Command {
         /// Where the copy goes; it must not exist yet.
         path: PathBuf,
     },
+    /// The shard map of a PostgreSQL cluster, and moving logical shards between its
+    /// physical shards while it serves.
+    #[command(subcommand)]
+    Shards(ShardsCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum ShardsCommand {
+    /// The map's version and, per physical shard, its logical shards, rows and bytes.
+    Status,
+    /// Move one logical shard to another physical shard (or finish an interrupted move).
+    Move {
+        /// The logical shard (0 to storage.logical_shards - 1).
+        logical: u32,
+        /// The physical shard to move it to (its place in storage.postgres.shards).
+        #[arg(long)]
+        to: usize,
+    },
+    /// Move logical shards until every physical shard owns as many as the others (±1).
+    Rebalance {
+        /// Print the moves without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Roll back a move that has not switched owners yet.
+    Abort {
+        /// The logical shard whose move to roll back.
+        logical: u32,
+    },
 }
 
 #[tokio::main]
@@ -70,6 +101,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Migrate => storage::migrate(&settings.storage).await,
+        Command::Shards(command) => {
+            let command = match command {
+                ShardsCommand::Status => ShardCommand::Status,
+                ShardsCommand::Move { logical, to } => ShardCommand::Move { logical, to },
+                ShardsCommand::Rebalance { dry_run } => ShardCommand::Rebalance { dry_run },
+                ShardsCommand::Abort { logical } => ShardCommand::Abort { logical },
+            };
+            shards::run(&settings.storage, command).await
+        }
         Command::Backup { path } => {
             let summary = storage::backup(&settings.storage, &path).await?;
             println!(

@@ -1,10 +1,11 @@
 //! The storage section of the settings becomes the SQL adapter.
 
 use duet_adapters::sql::{
-    BackupSummary, GroupCommitOptions, SqlBackend, SqlOptions, SqlStorage, backup_sqlite,
+    BackupSummary, GroupCommitOptions, PostgresShard, SqlBackend, SqlOptions, SqlStorage,
+    backup_sqlite,
 };
 
-use crate::config::{SqliteSynchronous, StorageKind, StorageSettings};
+use crate::config::{PostgresSettings, Secret, SqliteSynchronous, StorageKind, StorageSettings};
 
 /// The adapter options the settings describe.
 ///
@@ -18,20 +19,8 @@ pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
             read_connections: settings.sqlite.read_connections,
         },
         StorageKind::Postgres => SqlBackend::Postgres {
-            url: settings
-                .postgres
-                .url
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("storage.postgres.url is required"))?
-                .expose()
-                .to_owned(),
+            shards: postgres_shards(&settings.postgres)?,
             max_connections: settings.postgres.max_connections,
-            replicas: settings
-                .postgres
-                .replicas
-                .iter()
-                .map(|url| url.expose().to_owned())
-                .collect(),
             max_replica_lag_bytes: settings.postgres.max_replica_lag_bytes,
             replica_check_interval: std::time::Duration::from_millis(
                 settings.postgres.replica_check_interval_ms.max(10),
@@ -41,7 +30,32 @@ pub fn sql_options(settings: &StorageSettings) -> anyhow::Result<SqlOptions> {
     Ok(SqlOptions {
         backend,
         logical_shards: settings.logical_shards,
+        shard_map_refresh: std::time::Duration::from_millis(
+            settings.postgres.shard_map_refresh_ms.max(10),
+        ),
     })
+}
+
+/// The physical shards: `shards` in order, or the one database of `url` with `replicas`.
+fn postgres_shards(settings: &PostgresSettings) -> anyhow::Result<Vec<PostgresShard>> {
+    let expose = |urls: &[Secret]| urls.iter().map(|u| u.expose().to_owned()).collect();
+    if !settings.shards.is_empty() {
+        return Ok(settings
+            .shards
+            .iter()
+            .map(|shard| PostgresShard {
+                url: shard.url.expose().to_owned(),
+                replicas: expose(&shard.replicas),
+            })
+            .collect());
+    }
+    let url = settings.url.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("storage.postgres.url (or storage.postgres.shards) is required")
+    })?;
+    Ok(vec![PostgresShard {
+        url: url.expose().to_owned(),
+        replicas: expose(&settings.replicas),
+    }])
 }
 
 /// The group-commit options the settings describe; `inline_delivery` as for
@@ -68,9 +82,17 @@ pub async fn connect(
 ) -> anyhow::Result<SqlStorage> {
     let options = group_commit(settings, inline_delivery);
     let storage = SqlStorage::connect_with(sql_options(settings)?, options).await?;
-    if migrate && let Err(err) = storage.migrate().await {
+    let prepared = if migrate {
+        storage
+            .migrate()
+            .await
+            .map_err(|e| e.context("applying migrations"))
+    } else {
+        storage.prepare_shard_map().await
+    };
+    if let Err(err) = prepared {
         storage.close().await;
-        return Err(err.context("applying migrations"));
+        return Err(err);
     }
     Ok(storage)
 }

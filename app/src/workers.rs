@@ -55,8 +55,12 @@ pub async fn relay(relay: Arc<Relay>, poll: Duration, shutdown: CancellationToke
     tracing::debug!("relay stopped");
 }
 
-/// Every `interval` (and once at start), deletes feed events older than `retention` and
-/// sessions that have expired. Clients further behind than the retention get a resync answer
+/// How old an account without its handle claim must be before it is removed: far longer
+/// than a registration takes between its two writes.
+const UNCLAIMED_ACCOUNT_GRACE: chrono::Duration = chrono::Duration::minutes(10);
+
+/// Every `interval` (and once at start), deletes feed events older than `retention`,
+/// sessions that have expired and accounts whose handle claim failed. Clients further behind than the retention get a resync answer
 /// instead of a replay.
 pub async fn prune(
     inbox: Arc<dyn InboxStore>,
@@ -82,6 +86,14 @@ pub async fn prune(
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted expired sessions"),
             Err(err) => tracing::warn!(error = format!("{err:#}"), "session pruning failed"),
+        }
+        match accounts
+            .remove_unclaimed_users(now - UNCLAIMED_ACCOUNT_GRACE)
+            .await
+        {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed accounts whose handle claim failed"),
+            Err(err) => tracing::warn!(error = format!("{err:#}"), "account sweep failed"),
         }
     }
     tracing::debug!("pruner stopped");

@@ -154,6 +154,31 @@ impl TestApp {
         profile::setting(&self.settings, key).map(|v| v.replace("{db}", self.database.name()))
     }
 
+    /// The settings this app was built with, as `Settings` (for opening its storage
+    /// beside it, as an operator's `duet` command would).
+    pub fn loaded_settings(&self) -> Settings {
+        let resolved = self.database.resolve(&self.settings);
+        let all: Vec<(&str, &str)> = resolved
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Settings::load(&Profile::None, &all).expect("test settings load")
+    }
+
+    /// The URL of every database this app stores in: each PostgreSQL physical shard, or the
+    /// SQLite file (read-only).
+    pub fn database_urls(&self) -> Vec<String> {
+        if self.setting("storage.kind").as_deref() == Some("postgres") {
+            profile::postgres_urls(&self.settings)
+                .into_iter()
+                .map(|url| url.replace("{db}", self.database.name()))
+                .collect()
+        } else {
+            let path = self.setting("storage.sqlite.path").expect("a SQLite path");
+            vec![format!("sqlite://{path}?mode=ro")]
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

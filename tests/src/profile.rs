@@ -19,10 +19,14 @@ pub const PROFILES: &[(&str, &[(&str, &str)])] = &[
     ("sqlite",           &[("storage.kind", "sqlite"), ("storage.sqlite.path", "{db}")]),
     ("postgres",         &[("storage.kind", "postgres"), ("storage.postgres.url", PRIMARY)]),
     ("postgres-replica", &[("storage.kind", "postgres"), ("storage.postgres.url", PRIMARY), ("storage.postgres.replicas", REPLICA), (CHECK_MS, "100")]),
+    ("sharded",          &[("storage.kind", "postgres"), ("storage.postgres.shards", SHARDS)]),
     ("medium",           &[("storage.kind", "postgres"), ("storage.postgres.url", PRIMARY), ("delivery.kind", "nats"), ("delivery.nats.url", NATS), ("delivery.nats.stream", "{db}"), ("delivery.nats.subject_prefix", "{db}"), ("delivery.nats.consumer", "{db}"), ("cache.kind", "redis"), ("cache.redis.url", REDIS), ("cache.redis.key_prefix", "{db}")]),
 ];
 
 const PRIMARY: &str = "postgres://postgres@127.0.0.1:5432/{db}";
+/// Four physical shards on two servers: the local one and `scripts/pg-second.sh`'s.
+const SHARDS: &str = "postgres://postgres@127.0.0.1:5432/{db},postgres://postgres@127.0.0.1:5434/{db},\
+                      postgres://postgres@127.0.0.1:5432/{db}_b,postgres://postgres@127.0.0.1:5434/{db}_b";
 const REPLICA: &str = "postgres://postgres@127.0.0.1:5433/{db}";
 const NATS: &str = "nats://127.0.0.1:4222";
 const REDIS: &str = "redis://127.0.0.1:6379";
@@ -78,14 +82,18 @@ impl TestDatabase {
             let path = path.to_str().expect("a UTF-8 temporary path").to_owned();
             return Arc::new(Self::Sqlite { path, _dir: dir });
         }
-        let primary = setting(settings, "storage.postgres.url")
-            .expect("a postgres profile sets storage.postgres.url");
         let name = next_name();
-        let maintenance_url = primary.replace("{db}", "postgres");
-        postgres::create_database(&maintenance_url, &name).await;
+        let mut databases = Vec::new();
+        for url in postgres_urls(settings) {
+            let (server, database) = url.rsplit_once('/').expect("a database URL has a path");
+            let maintenance_url = format!("{server}/postgres");
+            let database = database.replace("{db}", &name);
+            postgres::create_database(&maintenance_url, &database).await;
+            databases.push((maintenance_url, database));
+        }
         let database = Arc::new(Self::Postgres(PostgresDatabase {
             name: name.clone(),
-            maintenance_url,
+            databases,
             nats_url: (setting(settings, "delivery.kind") == Some("nats"))
                 .then(|| setting(settings, "delivery.nats.url"))
                 .flatten()
@@ -123,11 +131,31 @@ impl TestDatabase {
     }
 }
 
-/// A database `duet_t_<run>_<pid>_<n>` on a PostgreSQL server, dropped on drop, with the
-/// NATS stream and Redis keys of the same name when the profile uses them.
+/// The primary URLs of every physical shard `settings` name (`storage.postgres.url`, or
+/// each of `storage.postgres.shards`), with `{db}` still in them.
+pub fn postgres_urls(settings: &[(String, String)]) -> Vec<String> {
+    match setting(settings, "storage.postgres.shards") {
+        Some(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => vec![
+            setting(settings, "storage.postgres.url")
+                .expect("a postgres profile sets storage.postgres.url or storage.postgres.shards")
+                .to_owned(),
+        ],
+    }
+}
+
+/// A database `duet_t_<run>_<pid>_<n>` on a PostgreSQL server (one per physical shard, named
+/// from it), dropped on drop, with the NATS stream and Redis keys of the same name when the
+/// profile uses them.
 pub struct PostgresDatabase {
     name: String,
-    maintenance_url: String,
+    /// (maintenance URL of its server, database name) of each physical shard.
+    databases: Vec<(String, String)>,
     nats_url: Option<String>,
     redis_url: Option<String>,
 }
@@ -136,7 +164,9 @@ impl Drop for PostgresDatabase {
     fn drop(&mut self) {
         // `scripts/test.sh` drops whatever a killed test leaves behind; this keeps a long
         // run from filling the disk with one database per test.
-        postgres::drop_database_blocking(&self.maintenance_url, &self.name);
+        for (maintenance_url, name) in &self.databases {
+            postgres::drop_database_blocking(maintenance_url, name);
+        }
         if let Some(url) = &self.nats_url {
             brokers::delete_stream_blocking(url, &self.name);
         }

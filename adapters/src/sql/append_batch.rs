@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use duet_domain::conversations::{AppendOutcome, Appended, Message, NewMessage};
 use duet_domain::events::{Delivered, DurableEvent};
 use duet_domain::inbox::{FeedEventBody, InboxUpdate};
-use duet_domain::{StoreError, UserId};
+use duet_domain::{ConversationId, StoreError, UserId};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryTrait, Statement, Value,
@@ -29,6 +29,7 @@ use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::{begin_write, to_message};
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
+use super::fence;
 use super::inbox_batch::{Origin, plan_apply};
 
 /// Why a batch did not commit.
@@ -50,11 +51,24 @@ fn client_key(message: &NewMessage) -> ClientKey {
     )
 }
 
+/// Where a batch's keys belong, as this process's shard map says.
+pub(super) trait Placement: Sync {
+    /// The logical shard of a conversation (fenced by the batch's transaction).
+    fn logical(&self, conversation: ConversationId) -> u32;
+    /// When a message between `members` may be delivered in its own transaction (both
+    /// inboxes in this database, and delivery in process): the members' logical shards,
+    /// which the transaction then fences too.
+    fn inline(&self, members: [UserId; 2]) -> Option<[u32; 2]>;
+}
+
 /// What a committed batch comes to.
 pub(super) struct Committed {
     /// One per append, in the batch's order: `None` when the conversation does not exist or
-    /// the sender is not in it.
+    /// the sender is not in it, or when this database refused it (see `refused`).
     pub answers: Vec<Option<AppendOutcome>>,
+    /// The appends this database refused, with their logical shard: it no longer owns the
+    /// conversation (this process's shard map is stale). Nothing of them was written.
+    pub refused: Vec<(usize, u32)>,
     /// Whether outbox rows were written (the relay has work).
     pub outboxed: bool,
 }
@@ -65,12 +79,12 @@ pub(super) struct Committed {
 pub(super) async fn append_batch(
     db: &DatabaseConnection,
     batch: &[NewMessage],
-    inline: impl Fn([UserId; 2]) -> bool,
+    placement: &dyn Placement,
 ) -> Result<Committed, BatchFailure> {
     let mut phases = Phases::start();
     let txn = begin_write(db).await.map_err(BatchFailure::Statement)?;
     phases.end("begin");
-    let committed = match write(&txn, batch, inline, &mut phases).await {
+    let committed = match write(&txn, batch, placement, &mut phases).await {
         Ok(committed) => committed,
         Err(err) => {
             // Dropping the transaction would roll back too; saying so frees the connection
@@ -127,10 +141,28 @@ struct Counter {
 async fn write(
     txn: &DatabaseTransaction,
     batch: &[NewMessage],
-    inline: impl Fn([UserId; 2]) -> bool,
+    placement: &dyn Placement,
     phases: &mut Phases,
 ) -> Result<Committed, StoreError> {
-    let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.0).collect();
+    // The ownership fence first: appends to conversations this database gave away are
+    // refused, the rest go ahead.
+    let logical: Vec<u32> = batch
+        .iter()
+        .map(|m| placement.logical(m.conversation_id))
+        .collect();
+    let unowned = fence::unowned(txn, logical.iter().copied()).await?;
+    let refused: Vec<(usize, u32)> = logical
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| unowned.contains(l))
+        .map(|(i, l)| (i, *l))
+        .collect();
+    let ids: BTreeSet<Uuid> = batch
+        .iter()
+        .zip(&logical)
+        .filter(|(_, l)| !unowned.contains(l))
+        .map(|(m, _)| m.conversation_id.0)
+        .collect();
     let keys: Vec<Vec<Value>> = ids.iter().map(|id| vec![(*id).into()]).collect();
     let mut counters: HashMap<Uuid, Counter> =
         find_by_keys::<conversations::Entity, _>(txn, &["id"], Lock::ForUpdate, &keys)
@@ -197,9 +229,18 @@ async fn write(
         answers.push(Some(Appended::Created(message).into()));
     }
 
-    let (delivered_here, queued): (Vec<_>, Vec<_>) = created
+    // Inline only where the members' logical shards are this database's too: fenced here.
+    let candidates: BTreeSet<u32> = created
         .iter()
-        .partition(|(_, _, event)| inline(event.members));
+        .filter_map(|(_, _, event)| placement.inline(event.members))
+        .flatten()
+        .collect();
+    let not_here = fence::unowned(txn, candidates).await?;
+    let (delivered_here, queued): (Vec<_>, Vec<_>) = created.iter().partition(|(_, _, event)| {
+        placement
+            .inline(event.members)
+            .is_some_and(|members| members.iter().all(|l| !not_here.contains(l)))
+    });
     // Both members' updates of each message delivered here, with the index of its answer.
     let (owners, updates): (Vec<usize>, Vec<InboxUpdate<'_>>) = delivered_here
         .iter()
@@ -230,6 +271,7 @@ async fn write(
     }
     Ok(Committed {
         answers,
+        refused,
         outboxed: !queued.is_empty(),
     })
 }

@@ -16,9 +16,9 @@ use sea_orm::{
 };
 use tracing::instrument;
 
-use super::SqlStorage;
 use super::entities::{conversations, messages, outbox};
 use super::errors::{from_db, from_json};
+use super::{SqlStorage, fence};
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`
 /// (`IMMEDIATE`): a deferred transaction that reads first and then writes fails at once
@@ -80,10 +80,15 @@ async fn write_outbox(txn: &DatabaseTransaction, event: &DurableEvent) -> Result
     Ok(())
 }
 
-#[async_trait]
-impl ConversationStore for SqlStorage {
-    async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError> {
+impl SqlStorage {
+    /// See [`ConversationStore::open`].
+    async fn open_once(
+        &self,
+        conversation: &Conversation,
+    ) -> Result<(Conversation, bool), StoreError> {
         let route = self.router.for_conversation(conversation.id);
+        let txn = begin_write(route.writer()).await?;
+        fence::require(&txn, [route.logical]).await?;
         let inserted = conversations::Entity::insert(conversations::ActiveModel {
             id: Set(conversation.id.0),
             user_lo: Set(conversation.members[0].0),
@@ -95,58 +100,25 @@ impl ConversationStore for SqlStorage {
             updated_at: Set(conversation.updated_at),
         })
         .on_conflict_do_nothing_on([conversations::Column::Id])
-        .exec_without_returning(route.writer())
+        .exec_without_returning(&txn)
         .await
         .map_err(from_db)?;
         let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0);
-        if created {
-            route.wrote().await;
-        }
         let stored = conversations::Entity::find_by_id(conversation.id.0)
-            .one(route.writer())
+            .one(&txn)
             .await
             .map_err(from_db)?
             .map(to_conversation)
             .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("conversation vanished")))?;
+        txn.commit().await.map_err(from_db)?;
+        if created {
+            route.wrote().await;
+        }
         Ok((stored, created))
     }
 
-    async fn conversation(
-        &self,
-        id: ConversationId,
-        member: UserId,
-    ) -> Result<Option<Conversation>, StoreError> {
-        Ok(self
-            .router
-            .for_conversation(id)
-            .find(|db| async move {
-                conversations::Entity::find_by_id(id.0)
-                    .filter(
-                        Condition::any()
-                            .add(conversations::Column::UserLo.eq(member.0))
-                            .add(conversations::Column::UserHi.eq(member.0)),
-                    )
-                    .one(&db)
-                    .await
-            })
-            .await
-            .map_err(from_db)?
-            .map(to_conversation))
-    }
-
-    /// Through the conversation's database's group-commit writer: see [`super::group_commit`].
-    #[instrument(skip_all, fields(conversation = %new.conversation_id))]
-    async fn append(&self, new: NewMessage) -> Result<Option<AppendOutcome>, StoreError> {
-        let shard = self
-            .router
-            .for_conversation(new.conversation_id)
-            .shard
-            .index;
-        self.group_commit[shard].append(new).await
-    }
-
-    #[instrument(skip(self))]
-    async fn mark_read(
+    /// See [`ConversationStore::mark_read`].
+    async fn mark_read_once(
         &self,
         id: ConversationId,
         reader: UserId,
@@ -154,6 +126,10 @@ impl ConversationStore for SqlStorage {
     ) -> Result<Option<MarkedRead>, StoreError> {
         let route = self.router.for_conversation(id);
         let txn = begin_write(route.writer()).await?;
+        if let Err(err) = fence::require(&txn, [route.logical]).await {
+            let _ = txn.rollback().await;
+            return Err(err);
+        }
         let row = conversations::Entity::find_by_id(id.0)
             .one(&txn)
             .await
@@ -206,6 +182,60 @@ impl ConversationStore for SqlStorage {
             conversation: current,
             moved,
         }))
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqlStorage {
+    async fn open(&self, conversation: Conversation) -> Result<(Conversation, bool), StoreError> {
+        self.owned(|| self.open_once(&conversation)).await
+    }
+
+    async fn conversation(
+        &self,
+        id: ConversationId,
+        member: UserId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        Ok(self
+            .router
+            .for_conversation(id)
+            .find(|db| async move {
+                conversations::Entity::find_by_id(id.0)
+                    .filter(
+                        Condition::any()
+                            .add(conversations::Column::UserLo.eq(member.0))
+                            .add(conversations::Column::UserHi.eq(member.0)),
+                    )
+                    .one(&db)
+                    .await
+            })
+            .await
+            .map_err(from_db)?
+            .map(to_conversation))
+    }
+
+    /// Through the conversation's database's group-commit writer: see [`super::group_commit`].
+    #[instrument(skip_all, fields(conversation = %new.conversation_id))]
+    async fn append(&self, new: NewMessage) -> Result<Option<AppendOutcome>, StoreError> {
+        self.owned(|| async {
+            let shard = self
+                .router
+                .for_conversation(new.conversation_id)
+                .shard
+                .index;
+            self.group_commit[shard].append(new.clone()).await
+        })
+        .await
+    }
+
+    #[instrument(skip(self))]
+    async fn mark_read(
+        &self,
+        id: ConversationId,
+        reader: UserId,
+        seq: i64,
+    ) -> Result<Option<MarkedRead>, StoreError> {
+        self.owned(|| self.mark_read_once(id, reader, seq)).await
     }
 
     async fn history(

@@ -22,6 +22,8 @@ pub mod users {
         pub display_name: String,
         pub password_hash: String,
         pub created_at: DateTimeUtc,
+        /// False until the handle claim points at this row; see `AccountStore::create_user`.
+        pub claimed: bool,
     }
     no_relations!();
 }

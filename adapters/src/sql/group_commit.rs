@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duet_domain::conversations::{AppendOutcome, Appended, NewMessage};
-use duet_domain::{StoreError, UserId};
+use duet_domain::{ConversationId, StoreError, UserId};
 use sea_orm::DbBackend;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::append_batch::{BatchFailure, Committed, append_batch};
+use super::append_batch::{BatchFailure, Committed, Placement, append_batch};
+use super::fence;
 use super::router::ShardRouter;
 
 /// How appends are gathered into transactions, and what an append delivers itself.
@@ -183,7 +184,7 @@ impl Writer {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     // A caller that gave up (its request was cancelled) no longer listens;
                     // what it would have pushed live waits in the feed for a catch-up.
-                    let _ = reply.send(Ok(answer));
+                    let _ = reply.send(answer);
                 }
             }
             Err(BatchFailure::Statement(err))
@@ -199,7 +200,7 @@ impl Writer {
                 metrics::counter!("duet_group_commit_fallbacks_total").increment(1);
                 for (message, reply) in messages.iter().zip(replies) {
                     let answer = match self.write(std::slice::from_ref(message)).await {
-                        Ok(mut answers) => Ok(answers.pop().flatten()),
+                        Ok(mut answers) => answers.pop().unwrap_or(Ok(None)),
                         Err(failure) => Err(failed(failure, 1)),
                     };
                     let _ = reply.send(answer);
@@ -215,22 +216,18 @@ impl Writer {
     }
 
     /// Appends `messages` in one transaction; after it commits, leaves the marks and the
-    /// relay wake-up it calls for.
-    async fn write(
-        &self,
-        messages: &[NewMessage],
-    ) -> Result<Vec<Option<AppendOutcome>>, BatchFailure> {
+    /// relay wake-up it calls for. One answer per message: those the database refused (it no
+    /// longer owns their conversation) are [`fence::not_owner`] errors, for the caller to
+    /// route again.
+    async fn write(&self, messages: &[NewMessage]) -> Result<Vec<Reply>, BatchFailure> {
         let shard = self.router.shard(self.shard);
-        // Both inboxes in this database too: delivered in the append itself.
-        let inline = |members: [UserId; 2]| {
-            self.options.inline_delivery
-                && members
-                    .iter()
-                    .all(|member| self.router.for_user(*member).shard.index == self.shard)
-        };
-        let committed = append_batch(&shard.writer, messages, inline).await?;
+        let committed = append_batch(&shard.writer, messages, self).await?;
         self.after_commit(messages, &committed).await;
-        Ok(committed.answers)
+        let mut answers: Vec<Reply> = committed.answers.into_iter().map(Ok).collect();
+        for (index, logical) in committed.refused {
+            answers[index] = Err(fence::not_owner(vec![logical]));
+        }
+        Ok(answers)
     }
 
     /// Write marks for read-your-writes on replicas (conversations, and the inboxes
@@ -254,6 +251,22 @@ impl Writer {
         if committed.outboxed {
             self.outbox_signal.notify_one();
         }
+    }
+}
+
+impl Placement for Writer {
+    fn logical(&self, conversation: ConversationId) -> u32 {
+        self.router.for_conversation(conversation).logical
+    }
+
+    /// Both inboxes in this database too: delivered in the append itself.
+    fn inline(&self, members: [UserId; 2]) -> Option<[u32; 2]> {
+        if !self.options.inline_delivery {
+            return None;
+        }
+        let [a, b] = members.map(|member| self.router.for_user(member));
+        (a.shard.index == self.shard && b.shard.index == self.shard)
+            .then_some([a.logical, b.logical])
     }
 }
 

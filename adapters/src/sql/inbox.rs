@@ -10,10 +10,10 @@ use sea_orm::{
 };
 use tracing::instrument;
 
-use super::SqlStorage;
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
+use super::{SqlStorage, fence};
 
 fn to_entry(row: inbox_entries::Model) -> Result<InboxEntry, StoreError> {
     let last_message = row
@@ -142,6 +142,48 @@ pub(super) fn empty_entry(
 }
 
 impl SqlStorage {
+    /// See [`InboxStore::open_entry`].
+    async fn open_entry_once(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        peer: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let route = self.router.for_user(user);
+        let existing = inbox_entries::Entity::find_by_id((user.0, conversation.0))
+            .one(route.writer())
+            .await
+            .map_err(from_db)?;
+        if existing.is_some() {
+            return Ok(());
+        }
+        let txn = begin_write(route.writer()).await?;
+        if let Err(err) = fence::require(&txn, [route.logical]).await {
+            let _ = txn.rollback().await;
+            return Err(err);
+        }
+        let cursor = next_cursor(&txn, user).await?;
+        let mut entry = empty_entry(user, conversation, peer, at);
+        entry.version = cursor;
+        entry.activity = cursor;
+        let inserted = inbox_entries::Entity::insert(active(entry))
+            .on_conflict_do_nothing_on([
+                inbox_entries::Column::UserId,
+                inbox_entries::Column::ConversationId,
+            ])
+            .exec_without_returning(&txn)
+            .await
+            .map_err(from_db)?;
+        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            txn.commit().await.map_err(from_db)?;
+            route.wrote().await;
+        } else {
+            txn.rollback().await.map_err(from_db)?;
+        }
+        Ok(())
+    }
+
     async fn apply_in_txn(
         &self,
         txn: &DatabaseTransaction,
@@ -217,34 +259,8 @@ impl InboxStore for SqlStorage {
         peer: UserId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let route = self.router.for_user(user);
-        let existing = inbox_entries::Entity::find_by_id((user.0, conversation.0))
-            .one(route.writer())
+        self.owned(|| self.open_entry_once(user, conversation, peer, at))
             .await
-            .map_err(from_db)?;
-        if existing.is_some() {
-            return Ok(());
-        }
-        let txn = begin_write(route.writer()).await?;
-        let cursor = next_cursor(&txn, user).await?;
-        let mut entry = empty_entry(user, conversation, peer, at);
-        entry.version = cursor;
-        entry.activity = cursor;
-        let inserted = inbox_entries::Entity::insert(active(entry))
-            .on_conflict_do_nothing_on([
-                inbox_entries::Column::UserId,
-                inbox_entries::Column::ConversationId,
-            ])
-            .exec_without_returning(&txn)
-            .await
-            .map_err(from_db)?;
-        if matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-            txn.commit().await.map_err(from_db)?;
-            route.wrote().await;
-        } else {
-            txn.rollback().await.map_err(from_db)?;
-        }
-        Ok(())
     }
 
     #[instrument(skip(self, event, at), fields(kind = event.kind(), seq = event.seq()))]
@@ -255,24 +271,34 @@ impl InboxStore for SqlStorage {
         event: &FeedEventBody,
         at: DateTime<Utc>,
     ) -> Result<Option<FeedEvent>, StoreError> {
-        let route = self.router.for_user(user);
-        let txn = begin_write(route.writer()).await?;
-        let applied = self.apply_in_txn(&txn, user, peer, event, at).await?;
-        if applied.is_some() {
-            txn.commit().await.map_err(from_db)?;
-            route.wrote().await;
-        } else {
-            // Roll back now: the cursor bump holds the feed's row lock until then.
-            txn.rollback().await.map_err(from_db)?;
-        }
-        Ok(applied)
+        self.owned(|| async {
+            let route = self.router.for_user(user);
+            let txn = begin_write(route.writer()).await?;
+            let applied = match fence::require(&txn, [route.logical]).await {
+                Ok(()) => self.apply_in_txn(&txn, user, peer, event, at).await,
+                Err(err) => Err(err),
+            };
+            match applied {
+                Ok(Some(applied)) => {
+                    txn.commit().await.map_err(from_db)?;
+                    route.wrote().await;
+                    Ok(Some(applied))
+                }
+                // Roll back now: the cursor bump holds the feed's row lock until then.
+                other => {
+                    txn.rollback().await.map_err(from_db)?;
+                    other
+                }
+            }
+        })
+        .await
     }
 
     async fn apply_many(
         &self,
         updates: &[InboxUpdate<'_>],
     ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
-        self.apply_batch(updates).await
+        self.owned(|| self.apply_batch(updates)).await
     }
 
     async fn entry(

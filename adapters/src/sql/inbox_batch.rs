@@ -19,12 +19,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::SqlStorage;
 use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
 use super::inbox::{active, empty_entry, fold};
+use super::{SqlStorage, fence};
 
 /// An event's identity in one user's feed: (user, conversation, kind, seq).
 type Identity = (Uuid, Uuid, &'static str, i64);
@@ -36,16 +36,25 @@ impl SqlStorage {
         updates: &[InboxUpdate<'_>],
     ) -> Result<Vec<Option<FeedEvent>>, StoreError> {
         let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut logical = Vec::with_capacity(updates.len());
         for (i, update) in updates.iter().enumerate() {
-            let shard = self.router.for_user(update.user).shard.index;
-            by_shard.entry(shard).or_default().push(i);
+            let route = self.router.for_user(update.user);
+            by_shard.entry(route.shard.index).or_default().push(i);
+            logical.push(route.logical);
         }
         let mut results = vec![None; updates.len()];
         for (shard, indices) in by_shard {
             let shard = self.router.shard(shard);
             let batch: Vec<&InboxUpdate<'_>> = indices.iter().map(|i| &updates[*i]).collect();
             let txn = begin_write(&shard.writer).await?;
-            let applied = match apply_in_txn(&txn, &batch).await {
+            // Refused as a whole when one user moved away: the caller reloads the map and
+            // applies the batch again (what committed on other shards is recognised then).
+            let owned = fence::require(&txn, indices.iter().map(|i| logical[*i])).await;
+            let applied = match owned {
+                Err(err) => Err(err),
+                Ok(()) => apply_in_txn(&txn, &batch).await,
+            };
+            let applied = match applied {
                 Ok(applied) => applied,
                 Err(err) => {
                     let _ = txn.rollback().await;

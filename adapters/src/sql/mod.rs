@@ -16,12 +16,15 @@ mod bulk;
 mod conversations;
 mod entities;
 mod errors;
+mod fence;
 pub mod group_commit;
 mod inbox;
 mod inbox_batch;
 mod outbox;
 mod replicas;
 mod router;
+mod shard_map;
+mod shard_move;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +36,8 @@ pub use backup::{BackupSummary, backup_sqlite};
 pub use bulk::update_by_key;
 pub use group_commit::GroupCommitOptions;
 pub use router::server_connect_options;
-pub use router::{Route, Shard, ShardRouter};
+pub use router::{Route, Shard, ShardMap, ShardRouter, logical_shard};
+pub use shard_move::{MoveOptions, MoveReport, MoveStep, PhysicalStatus, ShardStatus};
 
 /// Which database to connect to.
 #[derive(Debug, Clone)]
@@ -45,17 +49,26 @@ pub enum SqlBackend {
         synchronous_full: bool,
         read_connections: u32,
     },
-    /// One PostgreSQL primary and its streaming read replicas.
+    /// PostgreSQL: one or more physical shards, each a primary with its streaming read
+    /// replicas. Their order is their identity: shard `i` of the list is physical shard `i`.
     Postgres {
-        url: String,
+        shards: Vec<PostgresShard>,
+        /// Pool size per database (each primary and each replica).
         max_connections: u32,
-        /// Replica URLs; reads go to one that has replayed the reader's key's last write.
-        replicas: Vec<String>,
         /// A replica further behind the primary than this leaves the rotation.
         max_replica_lag_bytes: u64,
         /// How often replicas are measured.
         replica_check_interval: std::time::Duration,
     },
+}
+
+/// One physical PostgreSQL shard.
+#[derive(Debug, Clone)]
+pub struct PostgresShard {
+    /// The primary.
+    pub url: String,
+    /// Replica URLs; reads go to one that has replayed the reader's key's last write.
+    pub replicas: Vec<String>,
 }
 
 /// How to build the storage.
@@ -64,6 +77,50 @@ pub struct SqlOptions {
     pub backend: SqlBackend,
     /// Fixed number of logical shards keys hash to.
     pub logical_shards: u32,
+    /// How often the shard map's version is checked (PostgreSQL), so a process learns of a
+    /// move without first being refused by the shard's old owner.
+    pub shard_map_refresh: std::time::Duration,
+}
+
+impl SqlOptions {
+    /// One SQLite file (`synchronous` FULL when `synchronous_full`), four readers, 1024
+    /// logical shards: for tools and tests.
+    pub fn sqlite(path: &std::path::Path, synchronous_full: bool) -> Self {
+        Self {
+            backend: SqlBackend::Sqlite {
+                path: path.to_owned(),
+                synchronous_full,
+                read_connections: 4,
+            },
+            logical_shards: 1024,
+            shard_map_refresh: std::time::Duration::from_secs(1),
+        }
+    }
+
+    /// One PostgreSQL database, no replicas, defaults elsewhere: for tools and tests.
+    pub fn postgres(url: &str) -> Self {
+        Self::postgres_shards(&[url])
+    }
+
+    /// PostgreSQL shards without replicas, in this order, defaults elsewhere.
+    pub fn postgres_shards(urls: &[&str]) -> Self {
+        Self {
+            backend: SqlBackend::Postgres {
+                shards: urls
+                    .iter()
+                    .map(|url| PostgresShard {
+                        url: (*url).to_owned(),
+                        replicas: Vec::new(),
+                    })
+                    .collect(),
+                max_connections: 16,
+                max_replica_lag_bytes: 16 * 1024 * 1024,
+                replica_check_interval: std::time::Duration::from_secs(1),
+            },
+            logical_shards: 1024,
+            shard_map_refresh: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// Accounts, conversations, inboxes and outboxes in SQL. Cheap to clone.
@@ -75,6 +132,8 @@ pub struct SqlStorage {
     group_commit: Arc<[group_commit::GroupCommitter]>,
     /// The outbox shards this process's relay has claimed (PostgreSQL).
     relay_claims: Arc<outbox::RelayClaims>,
+    /// How often the shard map's version is checked.
+    map_refresh: std::time::Duration,
 }
 
 impl SqlStorage {
@@ -113,19 +172,34 @@ impl SqlStorage {
             outbox_signal,
             group_commit: writers,
             relay_claims: Arc::default(),
+            map_refresh: options.shard_map_refresh,
         })
     }
 
-    /// Applies pending migrations on every shard.
+    /// Applies pending migrations on every physical shard, then sets up and loads the shard
+    /// map ([`SqlStorage::prepare_shard_map`]).
     ///
     /// # Errors
-    /// When a migration fails; the message names it.
+    /// When a migration fails (the message names it and the shard), or the shard map does not
+    /// match the configuration.
     pub async fn migrate(&self) -> anyhow::Result<()> {
         for shard in self.router.shards() {
             <duet_migrations::Migrator as duet_migrations::MigratorTrait>::up(&shard.writer, None)
-                .await?;
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "migrating physical shard {} ({}): {e}",
+                        shard.index,
+                        shard.name
+                    )
+                })?;
         }
-        Ok(())
+        self.prepare_shard_map().await
+    }
+
+    /// The routing of keys to databases.
+    pub fn router(&self) -> &ShardRouter {
+        &self.router
     }
 
     /// Checks every shard answers a trivial query.

@@ -1,5 +1,5 @@
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,7 +9,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use tokio::task::JoinHandle;
 
 use super::replicas::{self, Replica, ReplicaSet};
-use super::{SqlBackend, SqlOptions};
+use super::{PostgresShard, SqlBackend, SqlOptions};
 
 /// One physical database: a connection for writes and one for reads (the same pool on
 /// PostgreSQL; on SQLite a single writer connection beside a reader pool, so writers never
@@ -17,6 +17,8 @@ use super::{SqlBackend, SqlOptions};
 #[derive(Clone)]
 pub struct Shard {
     pub index: usize,
+    /// `host:port/db` or the SQLite file, for logs and `duet shards status`.
+    pub name: String,
     pub writer: DatabaseConnection,
     pub reader: DatabaseConnection,
     replicas: Option<Arc<ReplicaSet>>,
@@ -92,9 +94,11 @@ impl Shard {
     }
 }
 
-/// A key's place: its shard and its write-mark slot there.
+/// A key's place: its physical shard, its logical shard (what the owning database fences
+/// on) and its write-mark slot there.
 pub struct Route<'a> {
     pub shard: &'a Shard,
+    pub logical: u32,
     pub slot: usize,
 }
 
@@ -134,68 +138,61 @@ impl Route<'_> {
     }
 }
 
-/// Maps keys to shards through a fixed number of logical shards, so moving data between
-/// databases later moves whole logical shards and never rehashes a key.
+/// Maps keys to physical shards through a fixed number of logical shards and the shard map
+/// (which physical shard owns each logical one), so growing moves whole logical shards and
+/// never rehashes a key. The map is data kept in the databases ([`super::shard_map`]); this
+/// process holds a copy, reloaded when its version changes or a database refuses a write
+/// because it no longer owns the key.
 pub struct ShardRouter {
     shards: Vec<Shard>,
     logical_shards: u32,
-    watcher: Mutex<Option<JoinHandle<()>>>,
+    map: RwLock<Arc<ShardMap>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl ShardRouter {
     pub(super) async fn connect(options: &SqlOptions) -> anyhow::Result<Self> {
-        let mut watcher = None;
-        let shard = match &options.backend {
+        let mut tasks = Vec::new();
+        let shards = match &options.backend {
             SqlBackend::Sqlite {
                 path,
                 synchronous_full,
                 read_connections,
-            } => connect_sqlite(path, *synchronous_full, *read_connections).await?,
+            } => vec![connect_sqlite(path, *synchronous_full, *read_connections).await?],
             SqlBackend::Postgres {
-                url,
+                shards: configured,
                 max_connections,
-                replicas,
                 max_replica_lag_bytes,
                 replica_check_interval,
             } => {
-                let db = Database::connect(postgres_options(url, *max_connections, false))
-                    .await
-                    .context("cannot connect to PostgreSQL (storage.postgres.url)")?;
-                let replicas = if replicas.is_empty() {
-                    None
-                } else {
-                    let mut members = Vec::new();
-                    for url in replicas {
-                        // Lazy: a replica that is down at start-up joins when it comes up.
-                        let replica =
-                            Database::connect(postgres_options(url, *max_connections, true))
-                                .await
-                                .with_context(|| format!("bad replica URL {}", redact(url)))?;
-                        members.push(Arc::new(Replica::new(redact(url), replica)));
+                anyhow::ensure!(!configured.is_empty(), "no PostgreSQL shard is configured");
+                let mut shards = Vec::with_capacity(configured.len());
+                let mut watched = Vec::new();
+                for (index, config) in configured.iter().enumerate() {
+                    let shard =
+                        connect_postgres(index, config, *max_connections, *max_replica_lag_bytes)
+                            .await?;
+                    if let Some(set) = &shard.replicas {
+                        watched.push((shard.writer.clone(), set.clone()));
                     }
-                    let set = Arc::new(ReplicaSet::new(members, *max_replica_lag_bytes));
-                    set.set_floor(&db)
-                        .await
-                        .context("reading the primary's WAL position")?;
-                    set.check(&db).await;
-                    watcher = Some(tokio::spawn(replicas::watch(
-                        vec![(db.clone(), set.clone())],
+                    shards.push(shard);
+                }
+                if !watched.is_empty() {
+                    tasks.push(tokio::spawn(replicas::watch(
+                        watched,
                         *replica_check_interval,
                     )));
-                    Some(set)
-                };
-                Shard {
-                    index: 0,
-                    writer: db.clone(),
-                    reader: db,
-                    replicas,
                 }
+                shards
             }
         };
+        let logical_shards = options.logical_shards.max(1);
+        let map = ShardMap::contiguous(logical_shards, shards.len());
         Ok(Self {
-            shards: vec![shard],
-            logical_shards: options.logical_shards.max(1),
-            watcher: Mutex::new(watcher),
+            shards,
+            logical_shards,
+            map: RwLock::new(Arc::new(map)),
+            tasks: Mutex::new(tasks),
         })
     }
 
@@ -207,13 +204,40 @@ impl ShardRouter {
         &self.shards[index % self.shards.len()]
     }
 
-    /// Stops watching replicas.
-    pub fn stop(&self) {
-        if let Some(task) = self
-            .watcher
+    /// The fixed number of logical shards keys hash to.
+    pub fn logical_shards(&self) -> u32 {
+        self.logical_shards
+    }
+
+    /// This process's copy of the shard map.
+    pub fn map(&self) -> Arc<ShardMap> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the map when `map` is newer than the one held.
+    pub(super) fn install(&self, map: ShardMap) {
+        let mut held = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.version > held.version {
+            tracing::info!(version = map.version, "shard map loaded");
+            *held = Arc::new(map);
+        }
+    }
+
+    /// Runs `task` until [`ShardRouter::stop`].
+    pub(super) fn keep(&self, task: JoinHandle<()>) {
+        self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
+            .push(task);
+    }
+
+    /// Stops watching replicas and the shard map.
+    pub fn stop(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
         {
             task.abort();
         }
@@ -236,13 +260,64 @@ impl ShardRouter {
 
     fn by_key(&self, key: &[u8]) -> Route<'_> {
         let hash = fnv1a(key);
-        let logical = hash % u64::from(self.logical_shards);
-        // Contiguous ranges of logical shards per physical shard.
-        let physical = logical * self.shards.len() as u64 / u64::from(self.logical_shards);
+        let logical = logical_of(hash, self.logical_shards);
+        let physical = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .owner(logical);
         Route {
-            shard: &self.shards[physical as usize],
+            shard: self.shard(physical),
+            logical,
             slot: ReplicaSet::slot(hash),
         }
+    }
+}
+
+/// The logical shard of a key hash.
+fn logical_of(hash: u64, logical_shards: u32) -> u32 {
+    // The remainder is below `logical_shards`, a u32.
+    u32::try_from(hash % u64::from(logical_shards)).unwrap_or(0)
+}
+
+/// The logical shard of a user id, conversation id (its 16 bytes) or handle (its text).
+pub fn logical_shard(key: &[u8], logical_shards: u32) -> u32 {
+    logical_of(fnv1a(key), logical_shards.max(1))
+}
+
+/// Which physical shard owns each logical shard, and the map's version (0 before the map
+/// was read from the databases: then it is the even split a new cluster starts with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMap {
+    pub version: i64,
+    owners: Vec<usize>,
+}
+
+impl ShardMap {
+    /// Contiguous, even ranges of logical shards per physical shard: a new cluster's map.
+    pub fn contiguous(logical_shards: u32, physical: usize) -> Self {
+        let owners = (0..u64::from(logical_shards))
+            .map(|logical| {
+                let owner = logical * physical as u64 / u64::from(logical_shards);
+                usize::try_from(owner).unwrap_or(0)
+            })
+            .collect();
+        Self { version: 0, owners }
+    }
+
+    /// A map read from the directory: `owners[logical]` is the owner of each.
+    pub fn new(version: i64, owners: Vec<usize>) -> Self {
+        Self { version, owners }
+    }
+
+    /// The physical shard owning `logical`.
+    pub fn owner(&self, logical: u32) -> usize {
+        self.owners.get(logical as usize).copied().unwrap_or(0)
+    }
+
+    /// Every logical shard with its owner.
+    pub fn owners(&self) -> impl Iterator<Item = (u32, usize)> + '_ {
+        (0u32..).zip(self.owners.iter().copied())
     }
 }
 
@@ -277,7 +352,7 @@ fn postgres_options(url: &str, max_connections: u32, lazy: bool) -> ConnectOptio
 }
 
 /// A database URL without its credentials, fit for logs and metric labels.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     rest.rsplit_once('@')
         .map_or(rest, |(_, host)| host)
@@ -369,6 +444,48 @@ pub fn server_connect_options(
     }
 }
 
+/// Connects to one PostgreSQL shard: its primary (at once) and its replicas (lazily: a
+/// replica that is down at start-up joins when it comes up).
+async fn connect_postgres(
+    index: usize,
+    config: &PostgresShard,
+    max_connections: u32,
+    max_replica_lag_bytes: u64,
+) -> anyhow::Result<Shard> {
+    let db = Database::connect(postgres_options(&config.url, max_connections, false))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL shard {index} ({})",
+                redact(&config.url)
+            )
+        })?;
+    let replicas = if config.replicas.is_empty() {
+        None
+    } else {
+        let mut members = Vec::new();
+        for url in &config.replicas {
+            let replica = Database::connect(postgres_options(url, max_connections, true))
+                .await
+                .with_context(|| format!("bad replica URL {}", redact(url)))?;
+            members.push(Arc::new(Replica::new(redact(url), replica)));
+        }
+        let set = Arc::new(ReplicaSet::new(members, max_replica_lag_bytes));
+        set.set_floor(&db)
+            .await
+            .context("reading the primary's WAL position")?;
+        set.check(&db).await;
+        Some(set)
+    };
+    Ok(Shard {
+        index,
+        name: redact(&config.url),
+        writer: db.clone(),
+        reader: db,
+        replicas,
+    })
+}
+
 async fn connect_sqlite(
     path: &std::path::Path,
     synchronous_full: bool,
@@ -385,6 +502,7 @@ async fn connect_sqlite(
     let reader = Database::connect(open(read_connections.max(1), SqliteRole::Reader)).await?;
     Ok(Shard {
         index: 0,
+        name: path.display().to_string(),
         writer,
         reader,
         replicas: None,

@@ -47,6 +47,18 @@ pub trait AccountStore: Send + Sync {
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Deletes accounts registered before `registered_before` whose handle claim never came
+    /// to point at them (a registration that lost a race, or stopped between writing the
+    /// account and claiming its handle, on stores where those are two databases); returns
+    /// how many. A store that writes both at once has none: the default.
+    async fn remove_unclaimed_users(
+        &self,
+        registered_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let _ = registered_before;
+        Ok(0)
+    }
 }
 
 /// Password hashing and token minting: CPU work with secrets, kept out of the domain.

@@ -356,20 +356,21 @@ async fn the_pruner_deletes_expired_sessions_and_keeps_valid_ones() {
         .await;
     let [alice] = expiring.register_users(["alice"]).await;
     let [bob] = lasting.register_users(["bob"]).await;
-    let url = match lasting.setting("storage.kind").as_deref() {
-        Some("postgres") => lasting.setting("storage.postgres.url").expect("a url"),
-        _ => format!(
-            "sqlite://{}?mode=ro",
-            lasting.setting("storage.sqlite.path").expect("a path")
-        ),
-    };
-    let db = duet_tests::postgres::connect(&url)
-        .await
-        .expect("the test database opens");
+    let mut databases = Vec::new();
+    for url in lasting.database_urls() {
+        databases.push(
+            duet_tests::postgres::connect(&url)
+                .await
+                .expect("the test database opens"),
+        );
+    }
 
     duet_tests::eventually("the expired session to be deleted", || async {
-        let left =
-            duet_tests::postgres::query_i64(&db, "SELECT COUNT(*) AS value FROM sessions").await;
+        let mut left = 0;
+        for db in &databases {
+            left +=
+                duet_tests::postgres::query_i64(db, "SELECT COUNT(*) AS value FROM sessions").await;
+        }
         (left == 1).then_some(())
     })
     .await;
