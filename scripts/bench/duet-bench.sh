@@ -7,7 +7,9 @@
 #          [profiles="sqlite-full sqlite-normal postgres"] [reads-per-send=0]
 # Profiles: sqlite-full, sqlite-normal, postgres, postgres-replica (reads may go to the
 # streaming replica of scripts/pg-replica.sh, started here; the share of database reads the
-# replica served is printed: give reads-per-send > 0 for reads to measure).
+# replica served is printed: give reads-per-send > 0 for reads to measure), sharded-N
+# (N physical shards, alternately on 127.0.0.1:5432 and on scripts/pg-second.sh's server,
+# started here; the rows per shard are printed after the run; the baseline uses the first).
 # Extra server settings go in DUET_BENCH_ENV (space-separated KEY=VALUE), e.g.
 #   DUET_BENCH_ENV="DUET__STORAGE__SQLITE__READ_CONNECTIONS=2" scripts/bench/duet-bench.sh
 # Needs curl; PostgreSQL on 127.0.0.1:5432 (trust auth) for the postgres profiles.
@@ -33,7 +35,11 @@ stop_server() {
 }
 cleanup() {
   stop_server
-  psql -h 127.0.0.1 -U postgres -qAtc "drop database if exists $db with (force)" >/dev/null 2>&1 || true
+  for pg_port in 5432 5434; do
+    for name in $(psql -h 127.0.0.1 -p $pg_port -U postgres -qAtc "select datname from pg_database where starts_with(datname, '$db')" 2>/dev/null); do
+      psql -h 127.0.0.1 -p $pg_port -U postgres -qAtc "drop database if exists $name with (force)" >/dev/null 2>&1 || true
+    done
+  done
   [ "$out" = "$dir" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -76,6 +82,19 @@ for profile in $profiles; do
               DUET__STORAGE__POSTGRES__REPLICA_CHECK_INTERVAL_MS=100)
       fi
       baseline=(--database-url "$database") ;;
+    sharded-*)
+      count=${profile#sharded-}
+      "$root/scripts/pg-second.sh" up >/dev/null
+      urls=()
+      for i in $(seq 0 $((count - 1))); do
+        pg_port=$(( i % 2 == 0 ? 5432 : 5434 ))
+        name="${db}_$i"
+        psql -h 127.0.0.1 -p $pg_port -U postgres -qAtc "drop database if exists $name with (force)" -c "create database $name" >/dev/null
+        urls+=("postgres://postgres@127.0.0.1:$pg_port/$name")
+      done
+      shards=$(IFS=,; echo "${urls[*]}")
+      env+=(DUET__STORAGE__KIND=postgres DUET__STORAGE__POSTGRES__SHARDS="$shards")
+      baseline=(--database-url "${urls[0]}") ;;
     *) echo "unknown profile $profile" >&2; exit 2 ;;
   esac
   start=$(date +%s%N)
@@ -92,6 +111,9 @@ for profile in $profiles; do
   "$bench" run "${common[@]}" --json "$out/$profile-closed.json"
   echo; echo "=== $profile: open loop at $rate msg/s, at most $connections in flight ==="
   "$bench" run "${common[@]}" --rate "$rate" --json "$out/$profile-open.json"
+  case $profile in
+    sharded-*) echo; echo "=== $profile: rows per physical shard"; env "${env[@]}" "$bin" shards status ;;
+  esac
   if [ "$profile" = postgres-replica ]; then
     primary=$(( $(reads_on primary) - primary_before )); replica=$(( $(reads_on replica) - replica_before ))
     awk -v r="$replica" -v p="$primary" 'BEGIN { if (r + p > 0) printf "database reads on the replica: %.1f%% of %d\n", 100 * r / (r + p), r + p; else print "database reads on the replica: none (reads-per-send is 0?)" }'

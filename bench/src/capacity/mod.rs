@@ -95,14 +95,63 @@ fn at_least_one(ratio: f64) -> u64 {
     (ratio.ceil() as u64).max(1)
 }
 
-/// The growth-table row a deployment of this size belongs to.
+/// The profile a deployment of this size configures: one that exists. Several shards (or
+/// more users than `medium` carries) are `large`; `global` (regions) is not built, so a
+/// plan never names it.
 fn profile_for(users: u64, shards: u64) -> &'static str {
     match (users, shards) {
-        (_, s) if s > 1 => "global",
+        (_, s) if s > 1 => "large",
         (0..=1_000, _) => "small",
         (0..=100_000, _) => "medium",
-        (0..=10_000_000, _) => "large",
-        _ => "global",
+        _ => "large",
+    }
+}
+
+/// Most physical shards a cluster can have: one logical shard each.
+const LOGICAL_SHARDS: u64 = 1024;
+
+impl Plan {
+    /// The plan in the configuration's own terms.
+    pub fn configuration(&self) -> String {
+        let storage = match (self.profile, self.shards) {
+            ("small", _) => "storage.kind = \"sqlite\" (one file)".to_owned(),
+            (_, 1) => format!(
+                "storage.kind = \"postgres\", storage.postgres.url{}",
+                replicas(self.replicas_per_shard, "storage.postgres.replicas")
+            ),
+            (_, shards) => format!(
+                "storage.kind = \"postgres\", {} [[storage.postgres.shards]]{}, then \
+                 `duet shards rebalance` when shards are added",
+                shards.min(LOGICAL_SHARDS),
+                replicas(self.replicas_per_shard, "replicas")
+            ),
+        };
+        let processes = if self.app_processes > 1 || self.profile != "small" {
+            format!(
+                "{} `duet serve` processes with delivery.kind = \"nats\" and cache.kind = \"redis\"",
+                self.app_processes
+            )
+        } else {
+            "one `duet serve` process".to_owned()
+        };
+        let mut text = format!("{storage}; {processes}");
+        if self.shards > LOGICAL_SHARDS {
+            text.push_str(&format!(
+                " (the writes call for {} shards, more than the {LOGICAL_SHARDS} logical shards \
+                 allow: beyond this, regions, which are not built yet)",
+                self.shards
+            ));
+        }
+        text
+    }
+}
+
+/// `, each with N entries in KEY` (nothing for none).
+fn replicas(count: u64, key: &str) -> String {
+    match count {
+        0 => String::new(),
+        1 => format!(", each with 1 entry in {key}"),
+        n => format!(", each with {n} entries in {key}"),
     }
 }
 
@@ -153,7 +202,9 @@ pub fn report(loads: &[Load], nodes: NodeFigures) -> String {
             format!("{}/s", bytes(p.peak_egress_bytes_per_sec))
         }),
         ("app processes", |p| p.app_processes.to_string()),
-        ("shards", |p| p.shards.to_string()),
+        ("physical shards", |p| {
+            p.shards.min(LOGICAL_SHARDS).to_string()
+        }),
         ("replicas per shard", |p| p.replicas_per_shard.to_string()),
         ("profile", |p| p.profile.to_owned()),
     ];
@@ -171,6 +222,9 @@ pub fn report(loads: &[Load], nodes: NodeFigures) -> String {
          {WRITES_PER_MESSAGE} write transactions per message",
         nodes.app_sends_per_sec, nodes.db_writes_per_sec, nodes.replica_reads_per_sec
     );
+    for plan in &plans {
+        let _ = writeln!(out, "{} users: {}", plan.users, plan.configuration());
+    }
     out
 }
 
@@ -215,7 +269,45 @@ mod tests {
         // 11,574 msg/s average, 23,148 peak → 69,444 writes/s over 2,000 per primary.
         assert_eq!(plan.shards, 35);
         assert_eq!(plan.app_processes, 24);
-        assert_eq!(plan.profile, "global");
+        assert_eq!(
+            plan.profile, "large",
+            "regions are not built: never recommended"
+        );
+        let configuration = plan.configuration();
+        assert!(
+            configuration.contains("35 [[storage.postgres.shards]]"),
+            "{configuration}"
+        );
+        assert!(
+            configuration.contains("24 `duet serve` processes"),
+            "{configuration}"
+        );
+    }
+
+    #[test]
+    fn one_shard_is_configured_with_a_url_and_the_small_row_with_sqlite() {
+        let plan = Plan::for_load(load(1_000_000), NODES);
+        assert!(
+            plan.configuration()
+                .starts_with("storage.kind = \"postgres\", storage.postgres.url;"),
+            "{}",
+            plan.configuration()
+        );
+        let small = Plan::for_load(load(100), NODES);
+        assert!(
+            small.configuration().contains("sqlite"),
+            "{}",
+            small.configuration()
+        );
+    }
+
+    #[test]
+    fn more_shards_than_logical_shards_are_capped_and_said_so() {
+        let plan = Plan::for_load(load(10_000_000_000), NODES);
+        assert!(plan.shards > 1024);
+        let text = report(&[load(10_000_000_000)], NODES);
+        assert!(text.contains("1024 [[storage.postgres.shards]]"), "{text}");
+        assert!(text.contains("regions"), "{text}");
     }
 
     #[test]
