@@ -144,25 +144,11 @@ async fn write(
     placement: &dyn Placement,
     phases: &mut Phases,
 ) -> Result<Committed, StoreError> {
-    // The ownership fence first: appends to conversations this database gave away are
-    // refused, the rest go ahead.
     let logical: Vec<u32> = batch
         .iter()
         .map(|m| placement.logical(m.conversation_id))
         .collect();
-    let unowned = fence::unowned(txn, logical.iter().copied()).await?;
-    let refused: Vec<(usize, u32)> = logical
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| unowned.contains(l))
-        .map(|(i, l)| (i, *l))
-        .collect();
-    let ids: BTreeSet<Uuid> = batch
-        .iter()
-        .zip(&logical)
-        .filter(|(_, l)| !unowned.contains(l))
-        .map(|(m, _)| m.conversation_id.0)
-        .collect();
+    let ids: BTreeSet<Uuid> = batch.iter().map(|m| m.conversation_id.0).collect();
     let keys: Vec<Vec<Value>> = ids.iter().map(|id| vec![(*id).into()]).collect();
     let mut counters: HashMap<Uuid, Counter> =
         find_by_keys::<conversations::Entity, _>(txn, &["id"], Lock::ForUpdate, &keys)
@@ -181,6 +167,24 @@ async fn write(
                 (row.id, counter)
             })
             .collect();
+    // One ownership fence for the batch: its conversations, and the members whose inboxes
+    // it may write inline. Appends to conversations this database gave away are refused (and
+    // their rows left alone); the rest go ahead.
+    let members: BTreeSet<u32> = counters
+        .values()
+        .filter_map(|counter| placement.inline(counter.members))
+        .flatten()
+        .collect();
+    let unowned = fence::unowned(txn, logical.iter().copied().chain(members)).await?;
+    let refused: Vec<(usize, u32)> = logical
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| unowned.contains(l))
+        .map(|(i, l)| (i, *l))
+        .collect();
+    if !refused.is_empty() {
+        counters.retain(|id, _| !unowned.contains(&placement.logical(ConversationId(*id))));
+    }
     let mut known = stored_duplicates(txn, batch).await?;
 
     let mut answers: Vec<Option<AppendOutcome>> = Vec::with_capacity(batch.len());
@@ -229,17 +233,11 @@ async fn write(
         answers.push(Some(Appended::Created(message).into()));
     }
 
-    // Inline only where the members' logical shards are this database's too: fenced here.
-    let candidates: BTreeSet<u32> = created
-        .iter()
-        .filter_map(|(_, _, event)| placement.inline(event.members))
-        .flatten()
-        .collect();
-    let not_here = fence::unowned(txn, candidates).await?;
+    // Inline only where the members' logical shards are this database's too (fenced above).
     let (delivered_here, queued): (Vec<_>, Vec<_>) = created.iter().partition(|(_, _, event)| {
         placement
             .inline(event.members)
-            .is_some_and(|members| members.iter().all(|l| !not_here.contains(l)))
+            .is_some_and(|members| members.iter().all(|l| !unowned.contains(l)))
     });
     // Both members' updates of each message delivered here, with the index of its answer.
     let (owners, updates): (Vec<usize>, Vec<InboxUpdate<'_>>) = delivered_here
