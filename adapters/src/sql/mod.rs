@@ -37,7 +37,7 @@ pub use bulk::update_by_key;
 pub use group_commit::GroupCommitOptions;
 pub use router::server_connect_options;
 pub use router::{Route, Shard, ShardMap, ShardRouter, logical_shard};
-pub use shard_move::{MoveOptions, MoveReport, MoveStep, PhysicalStatus, ShardStatus};
+pub use shard_move::{MoveOptions, MoveReport, MoveStep, PhysicalStatus, ShardStatus, plan_even};
 
 /// Which database to connect to.
 #[derive(Debug, Clone)]

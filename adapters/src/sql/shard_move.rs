@@ -34,7 +34,7 @@ use super::SqlStorage;
 use super::entities::{
     conversations, feed_events, handles, inbox_entries, messages, sessions, user_feeds, users,
 };
-use super::router::{Shard, logical_shard};
+use super::router::{Shard, ShardMap, logical_shard};
 use super::shard_map::{insert_owned, placeholder, scalar, statement};
 
 /// Rows read or written per statement while copying.
@@ -337,39 +337,14 @@ impl SqlStorage {
         self.forget_move(logical).await
     }
 
-    /// Moves that would even out the number of logical shards per physical shard: from the
-    /// fullest to the emptiest, one logical shard at a time, until they differ by at most one.
+    /// Moves that would even out the number of logical shards per physical shard: see
+    /// [`plan_even`].
+    ///
+    /// # Errors
+    /// When the map cannot be read.
     pub async fn plan_rebalance(&self) -> anyhow::Result<Vec<(u32, usize, usize)>> {
         let map = self.reload_shard_map().await?;
-        let physical = self.router.shards().len();
-        let mut owned: Vec<Vec<u32>> = vec![Vec::new(); physical];
-        for (logical, owner) in map.owners() {
-            owned[owner].push(logical);
-        }
-        let mut plan = Vec::new();
-        loop {
-            let (fullest, most) = owned
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (i, o.len()))
-                .max_by_key(|(i, len)| (*len, std::cmp::Reverse(*i)))
-                .unwrap_or((0, 0));
-            let (emptiest, least) = owned
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (i, o.len()))
-                .min_by_key(|(i, len)| (*len, *i))
-                .unwrap_or((0, 0));
-            if most <= least + 1 {
-                break;
-            }
-            let Some(logical) = owned[fullest].pop() else {
-                break;
-            };
-            owned[emptiest].push(logical);
-            plan.push((logical, fullest, emptiest));
-        }
-        Ok(plan)
+        Ok(plan_even(&map, self.router.shards().len()))
     }
 
     fn check_movable(&self, logical: u32, target: usize) -> anyhow::Result<()> {
@@ -529,6 +504,36 @@ impl SqlStorage {
         );
         Ok(version)
     }
+}
+
+/// Moves (logical, from, to) that leave every one of `physical` shards owning as many logical
+/// shards as the others, give or take one: from the fullest to the emptiest, one at a time.
+pub fn plan_even(map: &ShardMap, physical: usize) -> Vec<(u32, usize, usize)> {
+    let mut owned: Vec<Vec<u32>> = vec![Vec::new(); physical.max(1)];
+    for (logical, owner) in map.owners() {
+        if let Some(list) = owned.get_mut(owner) {
+            list.push(logical);
+        }
+    }
+    let mut plan = Vec::new();
+    loop {
+        let by_load = |(i, list): (usize, &Vec<u32>)| (list.len(), i);
+        let Some((most, fullest)) = owned.iter().enumerate().map(by_load).max() else {
+            break;
+        };
+        let Some((least, emptiest)) = owned.iter().enumerate().map(by_load).min() else {
+            break;
+        };
+        if most <= least + 1 {
+            break;
+        }
+        let Some(logical) = owned[fullest].pop() else {
+            break;
+        };
+        owned[emptiest].push(logical);
+        plan.push((logical, fullest, emptiest));
+    }
+    plan
 }
 
 struct RecordedMove {
@@ -956,7 +961,26 @@ async fn remove_logical(storage: &SqlStorage, logical: u32, shard: &Shard) -> an
 
 #[cfg(test)]
 mod tests {
-    use super::MoveStep;
+    use super::{MoveStep, ShardMap, plan_even};
+
+    #[test]
+    fn rebalancing_onto_new_shards_moves_a_fair_share_to_each() {
+        // A one-shard cluster that grew to four.
+        let map = ShardMap::contiguous(1024, 1);
+        let plan = plan_even(&map, 4);
+        assert_eq!(plan.len(), 768);
+        let mut owned = [0usize; 4];
+        owned[0] = 1024;
+        for (_, from, to) in &plan {
+            owned[*from] -= 1;
+            owned[*to] += 1;
+        }
+        assert_eq!(owned, [256; 4]);
+        assert!(plan.iter().all(|(_, from, _)| *from == 0));
+        // An even map needs nothing.
+        assert!(plan_even(&ShardMap::contiguous(1024, 4), 4).is_empty());
+        assert!(plan_even(&ShardMap::contiguous(1023, 4), 4).is_empty());
+    }
 
     #[test]
     fn move_steps_read_back_as_written() {
