@@ -30,14 +30,20 @@ const UNOWNED_FUNCTION: &str = r"
 CREATE OR REPLACE FUNCTION duet_unowned(wanted integer[]) RETURNS integer[]
 LANGUAGE plpgsql AS $$
 DECLARE
-  logical integer;
-  missing integer[];
+  sorted integer[] := ARRAY(SELECT DISTINCT w FROM unnest(wanted) AS w ORDER BY w);
+  l integer;
+  missing integer[] := '{}';
 BEGIN
-  FOREACH logical IN ARRAY ARRAY(SELECT DISTINCT w FROM unnest(wanted) AS w ORDER BY w) LOOP
-    PERFORM pg_advisory_xact_lock_shared(1685415284, logical);
+  FOREACH l IN ARRAY sorted LOOP
+    PERFORM pg_advisory_xact_lock_shared(1685415284, l);
   END LOOP;
-  SELECT coalesce(array_agg(DISTINCT w), '{}') INTO missing FROM unnest(wanted) AS w
-   WHERE NOT EXISTS (SELECT 1 FROM shard_owners o WHERE o.logical = w AND NOT o.fenced);
+  -- One primary-key probe each: a set query here planned a hash join over the whole table.
+  FOREACH l IN ARRAY sorted LOOP
+    PERFORM 1 FROM shard_owners o WHERE o.logical = l AND NOT o.fenced;
+    IF NOT FOUND THEN
+      missing := array_append(missing, l);
+    END IF;
+  END LOOP;
   RETURN missing;
 END
 $$";
