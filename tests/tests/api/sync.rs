@@ -70,6 +70,9 @@ async fn sync_returns_exactly_the_changed_conversations_and_a_cursor_that_yields
     let with_bob = app.open_conversation(&alice, &bob).await;
     let with_carol = app.open_conversation(&alice, &carol).await;
     app.send(&alice, &with_bob, "hi bob").await;
+    // Delivered before the next send: two conversations may live on two databases, whose
+    // outboxes reach Alice's inbox in either order; the feed orders what reached it.
+    app.delivered(&alice, &with_bob, 1).await;
     app.send(&alice, &with_carol, "hi carol").await;
 
     let everything = settled_sync(&app, &alice, 0, &[(&with_bob, 1), (&with_carol, 1)]).await;
