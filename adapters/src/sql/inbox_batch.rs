@@ -286,7 +286,7 @@ fn identity(update: &InboxUpdate<'_>) -> Identity {
 }
 
 /// An entry row replaces the stored one: it was folded from it under the feed lock.
-fn upsert_entry() -> OnConflict {
+pub(super) fn upsert_entry() -> OnConflict {
     OnConflict::columns([
         inbox_entries::Column::UserId,
         inbox_entries::Column::ConversationId,

@@ -34,6 +34,7 @@ use super::SqlStorage;
 use super::entities::{
     conversations, feed_events, handles, inbox_entries, messages, sessions, user_feeds, users,
 };
+use super::inbox_batch::upsert_entry;
 use super::router::{Shard, ShardMap, logical_shard};
 use super::shard_map::{insert_owned, placeholder, scalar, statement};
 
@@ -750,20 +751,8 @@ async fn copy_logical(
         )
         .await?,
     );
-    let conflict = OnConflict::columns([
-        inbox_entries::Column::UserId,
-        inbox_entries::Column::ConversationId,
-    ])
-    .update_columns([
-        inbox_entries::Column::LastSeq,
-        inbox_entries::Column::ReadSeq,
-        inbox_entries::Column::PeerReadSeq,
-        inbox_entries::Column::LastMessage,
-        inbox_entries::Column::Version,
-        inbox_entries::Column::Activity,
-        inbox_entries::Column::UpdatedAt,
-    ])
-    .to_owned();
+    // The same upsert delivery writes entries with.
+    let conflict = upsert_entry();
     add(
         "inbox_entries",
         upsert_by::<inbox_entries::Entity>(
