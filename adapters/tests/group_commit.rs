@@ -486,6 +486,21 @@ async fn one_client_id_raced_from_two_processes(storages: Vec<SqlStorage>) {
     assert_eq!(all_messages(&storages[0], id).await.len(), 1);
 }
 
+/// A lone sender's appends commit at once, in batches of one, however long `max_delay` is:
+/// there is no company to wait for. (With the options below, waiting would take 10 s each.)
+async fn a_lone_sender_does_not_wait_for_company(storages: Vec<SqlStorage>) {
+    let storage = &storages[0];
+    let (a, b) = (user(storage).await, user(storage).await);
+    let id = conversation(storage, a, b).await;
+    for i in 1..=3 {
+        let append = storage.append(new_message(id, a, &format!("alone{i}")));
+        let answer = tokio::time::timeout(Duration::from_secs(5), append)
+            .await
+            .expect("a lone append commits without waiting out max_delay");
+        assert_eq!(created(answer.expect("append")).seq, i);
+    }
+}
+
 async fn a_batch_applied_twice(storages: Vec<SqlStorage>) {
     let storage = &storages[0];
     let (a, b) = (user(storage).await, user(storage).await);
@@ -572,6 +587,24 @@ async fn one_relay_claims_a_shard_at_a_time(storages: Vec<SqlStorage>) {
     );
     second.remove(&again).await.expect("remove");
     assert!(first.pending(10).await.expect("outbox").is_empty());
+}
+
+/// Batches held open far longer than any test step: only an append with company may wait.
+fn lingering_batches() -> GroupCommitOptions {
+    GroupCommitOptions {
+        max_delay: Duration::from_secs(10),
+        ..wide_batches()
+    }
+}
+
+#[tokio::test]
+async fn sqlite_a_lone_sender_does_not_wait_for_company() {
+    on_sqlite(lingering_batches(), a_lone_sender_does_not_wait_for_company).await;
+}
+
+#[tokio::test]
+async fn postgres_a_lone_sender_does_not_wait_for_company() {
+    on_postgres(lingering_batches(), 1, a_lone_sender_does_not_wait_for_company).await;
 }
 
 #[tokio::test]

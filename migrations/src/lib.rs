@@ -12,6 +12,7 @@ mod m20261128_000001_initial;
 mod m20261201_000001_outbox_dead_letters;
 mod m20261201_000002_feed_identity_by_conversation;
 mod m20261203_000001_shard_map;
+mod m20261203_000002_feed_references;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_outbox_dead_letters::Migration),
             Box::new(m20261201_000002_feed_identity_by_conversation::Migration),
             Box::new(m20261203_000001_shard_map::Migration),
+            Box::new(m20261203_000002_feed_references::Migration),
         ]
     }
 }

@@ -43,6 +43,7 @@ impl SqlStorage {
             user_id: Set(user.id.0),
             last_cursor: Set(0),
             pruned_through: Set(0),
+            oldest_at: Set(None),
         })
         .exec_without_returning(&txn)
         .await

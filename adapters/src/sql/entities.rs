@@ -66,6 +66,9 @@ pub mod user_feeds {
         pub user_id: Uuid,
         pub last_cursor: i64,
         pub pruned_through: i64,
+        /// When the oldest event still in the feed was added (`None` when it is empty): the
+        /// pruner visits only feeds holding something older than the retention.
+        pub oldest_at: Option<DateTimeUtc>,
     }
     no_relations!();
 }
@@ -155,9 +158,9 @@ pub mod feed_events {
         #[sea_orm(primary_key, auto_increment = false)]
         pub cursor: i64,
         pub conversation_id: Uuid,
-        pub kind: String,
+        /// See `super::super::feed::FeedKind`.
+        pub kind: i16,
         pub seq: i64,
-        pub payload: String,
         pub created_at: DateTimeUtc,
     }
     no_relations!();

@@ -3,9 +3,11 @@
 //! instead of N. Each caller is answered only after that commit, so "acknowledged" still
 //! means durable. Every append goes this way; a lone send is a batch of one.
 //!
-//! The task takes the first waiting append, then keeps gathering until the batch holds
-//! `max_batch` appends or `max_delay` has passed since the first arrived. While a batch
-//! commits, the next one fills, so under load batches grow by themselves.
+//! The task takes the first waiting append and whatever else is already waiting. When the
+//! previous batch had company (more than one append), it keeps gathering until the batch holds
+//! `max_batch` appends or `max_delay` has passed since the first arrived; a lone sender's
+//! append does not wait for company that is not coming. While a batch commits, the next one
+//! fills, so under load batches grow by themselves.
 //!
 //! On PostgreSQL several writer tasks share a database's queue (`writers`): one gathers
 //! while the others commit, so a batch's round trips and fsync overlap the next batch's.
@@ -138,6 +140,7 @@ fn stopped() -> StoreError {
 impl Writer {
     async fn run(self) {
         let mut batch = Vec::with_capacity(self.options.max_batch);
+        let mut had_company = false;
         loop {
             {
                 let mut receiver = self.queue.lock().await;
@@ -145,26 +148,34 @@ impl Writer {
                     break;
                 };
                 batch.push(first);
-                self.gather(&mut receiver, &mut batch).await;
+                self.gather(&mut receiver, &mut batch, had_company).await;
             }
+            had_company = batch.len() > 1;
             metrics::histogram!("duet_group_commit_batch_size").record(batch.len() as f64);
             self.commit(std::mem::take(&mut batch)).await;
         }
         tracing::debug!(shard = self.shard, "group commit writer stopped");
     }
 
-    /// Fills `batch` up to `max_batch`: first with what is already waiting, then with what
-    /// arrives before `max_delay` has passed since the first append was queued. Under load
-    /// the first one queued while the previous batch committed, so its wait is already over
-    /// and the batch goes as it is, instead of waiting `max_delay` more each round.
-    async fn gather(&self, receiver: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    /// Fills `batch` up to `max_batch`: first with what is already waiting, then, when the
+    /// previous batch `had_company`, with what arrives before `max_delay` has passed since the
+    /// first append was queued. Under load the first one queued while the previous batch
+    /// committed, so its wait is already over and the batch goes as it is, instead of waiting
+    /// `max_delay` more each round. A lone sender's batches are batches of one: waiting would
+    /// only add `max_delay` to each of its sends.
+    async fn gather(
+        &self,
+        receiver: &mut mpsc::Receiver<Request>,
+        batch: &mut Vec<Request>,
+        had_company: bool,
+    ) {
         let deadline = batch[0].queued + self.options.max_delay;
         while batch.len() < self.options.max_batch {
             match receiver.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if self.options.max_delay.is_zero() {
+                    if self.options.max_delay.is_zero() || (!had_company && batch.len() == 1) {
                         return;
                     }
                     match tokio::time::timeout_at(deadline, receiver.recv()).await {

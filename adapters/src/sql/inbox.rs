@@ -3,16 +3,17 @@ use chrono::{DateTime, Utc};
 use duet_domain::conversations::Message;
 use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxEntry, InboxStore, InboxUpdate, Replay};
 use duet_domain::{ConversationId, StoreError, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use tracing::instrument;
 
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::{from_db, from_json};
+use super::feed::{self, FeedKind, feed_row};
 use super::{SqlStorage, fence};
 
 fn to_entry(row: inbox_entries::Model) -> Result<InboxEntry, StoreError> {
@@ -36,21 +37,24 @@ fn to_entry(row: inbox_entries::Model) -> Result<InboxEntry, StoreError> {
     })
 }
 
-fn to_event(row: feed_events::Model) -> Result<FeedEvent, StoreError> {
-    Ok(FeedEvent {
-        cursor: row.cursor,
-        body: serde_json::from_str(&row.payload).map_err(from_json)?,
-        created_at: row.created_at,
-    })
-}
-
 /// Takes the next cursor of `user`'s feed inside `txn` (the row lock orders concurrent
-/// appliers on PostgreSQL; SQLite has one writer).
-async fn next_cursor(txn: &DatabaseTransaction, user: UserId) -> Result<i64, StoreError> {
+/// appliers on PostgreSQL; SQLite has one writer), for an event added `at`.
+async fn next_cursor(
+    txn: &DatabaseTransaction,
+    user: UserId,
+    at: DateTime<Utc>,
+) -> Result<i64, StoreError> {
     let updated = user_feeds::Entity::update_many()
         .col_expr(
             user_feeds::Column::LastCursor,
             Expr::col(user_feeds::Column::LastCursor).add(1),
+        )
+        .col_expr(
+            user_feeds::Column::OldestAt,
+            Expr::expr(Func::coalesce([
+                Expr::col(user_feeds::Column::OldestAt),
+                Expr::val(at),
+            ])),
         )
         .filter(user_feeds::Column::UserId.eq(user.0))
         .exec_with_returning(txn)
@@ -163,7 +167,7 @@ impl SqlStorage {
             let _ = txn.rollback().await;
             return Err(err);
         }
-        let cursor = next_cursor(&txn, user).await?;
+        let cursor = next_cursor(&txn, user, duet_domain::clock::now()).await?;
         let mut entry = empty_entry(user, conversation, peer, at);
         entry.version = cursor;
         entry.activity = cursor;
@@ -195,11 +199,14 @@ impl SqlStorage {
         let conversation = event.conversation_id();
         // Take the cursor first: on PostgreSQL its row lock serialises every writer of this
         // user's feed, so the reads below cannot be overtaken by a concurrent apply.
-        let cursor = next_cursor(txn, user).await?;
+        // Stamped when it entered the feed, so age order is cursor order and pruning (by
+        // age) always removes a prefix of the feed.
+        let now = duet_domain::clock::now();
+        let cursor = next_cursor(txn, user, now).await?;
         let seen = feed_events::Entity::find()
             .filter(feed_events::Column::UserId.eq(user.0))
             .filter(feed_events::Column::ConversationId.eq(conversation.0))
-            .filter(feed_events::Column::Kind.eq(event.kind()))
+            .filter(feed_events::Column::Kind.eq(FeedKind::of(user, event).code()))
             .filter(feed_events::Column::Seq.eq(event.seq()))
             .one(txn)
             .await
@@ -227,26 +234,15 @@ impl SqlStorage {
                 .await
                 .map_err(from_db)?;
         }
-        // Stamped when it entered the feed, so age order is cursor order and pruning (by
-        // age) always removes a prefix of the feed.
-        let applied = FeedEvent {
+        feed_events::Entity::insert(feed_row(user, cursor, event, now))
+            .exec_without_returning(txn)
+            .await
+            .map_err(from_db)?;
+        Ok(Some(FeedEvent {
             cursor,
             body: event.clone(),
-            created_at: duet_domain::clock::now(),
-        };
-        feed_events::Entity::insert(feed_events::ActiveModel {
-            user_id: Set(user.0),
-            cursor: Set(cursor),
-            conversation_id: Set(conversation.0),
-            kind: Set(event.kind().to_owned()),
-            seq: Set(event.seq()),
-            payload: Set(serde_json::to_string(event).map_err(from_json)?),
-            created_at: Set(applied.created_at),
-        })
-        .exec_without_returning(txn)
-        .await
-        .map_err(from_db)?;
-        Ok(Some(applied))
+            created_at: now,
+        }))
     }
 }
 
@@ -373,7 +369,7 @@ impl InboxStore for SqlStorage {
     async fn replay(&self, user: UserId, since: i64, limit: u32) -> Result<Replay, StoreError> {
         // The events first, the feed's bounds second (a later snapshot): if pruning ran in
         // between, the bounds say so and the answer is a resync, never a silent gap.
-        let (feed, rows) = self
+        let (feed, (rows, peers)) = self
             .router
             .for_user(user)
             .read(|db| async move {
@@ -384,8 +380,9 @@ impl InboxStore for SqlStorage {
                     .limit(u64::from(limit))
                     .all(&db)
                     .await?;
+                let peers = feed::peers(&db, user, &rows).await?;
                 let feed = user_feeds::Entity::find_by_id(user.0).one(&db).await?;
-                Ok((feed, rows))
+                Ok((feed, (rows, peers)))
             })
             .await
             .map_err(from_db)?;
@@ -393,7 +390,7 @@ impl InboxStore for SqlStorage {
         if since > latest || since < pruned_through {
             return Ok(Replay::ResyncRequired { latest });
         }
-        let events = rows.into_iter().map(to_event).collect::<Result<_, _>>()?;
+        let events = feed::events(&self.router, user, rows, &peers).await?;
         Ok(Replay::Events(events))
     }
 
@@ -410,34 +407,7 @@ impl InboxStore for SqlStorage {
     async fn prune_feeds(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut pruned = 0;
         for shard in self.router.shards() {
-            let backend = shard.writer.get_database_backend();
-            let (p, greatest) = match backend {
-                sea_orm::DbBackend::Postgres => ("$1", "GREATEST"),
-                _ => ("?1", "MAX"),
-            };
-            let txn = shard.writer.begin().await.map_err(from_db)?;
-            // Remember, per user, the newest cursor that is gone: a client resuming from
-            // before it must resync instead of silently missing events.
-            let mark = format!(
-                "UPDATE user_feeds SET pruned_through = {greatest}(pruned_through, \
-                 (SELECT MAX(f.\"cursor\") FROM feed_events f \
-                 WHERE f.user_id = user_feeds.user_id AND f.created_at < {p})) \
-                 WHERE user_id IN (SELECT user_id FROM feed_events WHERE created_at < {p})"
-            );
-            txn.execute_raw(Statement::from_sql_and_values(
-                backend,
-                mark,
-                [before.into()],
-            ))
-            .await
-            .map_err(from_db)?;
-            let deleted = feed_events::Entity::delete_many()
-                .filter(feed_events::Column::CreatedAt.lt(before))
-                .exec(&txn)
-                .await
-                .map_err(from_db)?;
-            txn.commit().await.map_err(from_db)?;
-            pruned += deleted.rows_affected;
+            pruned += feed::prune(&shard.writer, before).await?;
         }
         Ok(pruned)
     }

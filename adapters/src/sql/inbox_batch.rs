@@ -10,11 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
+
 use duet_domain::StoreError;
 use duet_domain::inbox::{FeedEvent, InboxUpdate};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryTrait, Statement,
+    ConnectionTrait, DatabaseTransaction, EntityTrait, QueryTrait, Statement,
     Value,
 };
 use uuid::Uuid;
@@ -22,12 +24,10 @@ use uuid::Uuid;
 use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
-use super::errors::{from_db, from_json};
+use super::errors::from_db;
 use super::inbox::{active, empty_entry, fold};
+use super::feed::{self, Identity};
 use super::{SqlStorage, fence};
-
-/// An event's identity in one user's feed: (user, conversation, kind, seq).
-type Identity = (Uuid, Uuid, &'static str, i64);
 
 impl SqlStorage {
     /// See [`duet_domain::inbox::InboxStore::apply_many`].
@@ -121,12 +121,13 @@ pub(super) async fn plan_apply(
     let users: BTreeSet<Uuid> = batch.iter().map(|u| u.user.0).collect();
 
     let keys: Vec<Vec<Value>> = users.iter().map(|user| vec![(*user).into()]).collect();
-    let mut cursors: HashMap<Uuid, (i64, i64)> =
+    // Per user: the cursor loaded, the cursor reached, and since when the feed holds events.
+    let mut cursors: HashMap<Uuid, (i64, i64, Option<DateTime<Utc>>)> =
         find_by_keys::<user_feeds::Entity, _>(txn, &["user_id"], Lock::ForUpdate, &keys)
             .await
             .map_err(from_db)?
             .into_iter()
-            .map(|f| (f.user_id, (f.last_cursor, f.last_cursor)))
+            .map(|f| (f.user_id, (f.last_cursor, f.last_cursor, f.oldest_at)))
             .collect();
     let mut seen = match origin {
         Origin::Delivered => applied_before(txn, batch).await?,
@@ -160,12 +161,12 @@ pub(super) async fn plan_apply(
     for update in batch {
         let (user, event) = (update.user, update.event);
         let conversation = event.conversation_id();
-        let identity = identity(update);
+        let identity = feed::identity(user, event);
         if seen.contains(&identity) {
             applied.push(None);
             continue;
         }
-        let Some((_, last_cursor)) = cursors.get_mut(&user.0) else {
+        let Some((_, last_cursor, _)) = cursors.get_mut(&user.0) else {
             return Err(StoreError::Unexpected(anyhow::anyhow!(
                 "user {user} has no feed"
             )));
@@ -183,15 +184,7 @@ pub(super) async fn plan_apply(
         *last_cursor = cursor;
         entries.insert(key, (entry, true));
         seen.insert(identity);
-        feed_rows.push(feed_events::ActiveModel {
-            user_id: Set(user.0),
-            cursor: Set(cursor),
-            conversation_id: Set(conversation.0),
-            kind: Set(event.kind().to_owned()),
-            seq: Set(event.seq()),
-            payload: Set(serde_json::to_string(event).map_err(from_json)?),
-            created_at: Set(now),
-        });
+        feed_rows.push(feed::feed_row(user, cursor, event, now));
         applied.push(Some(FeedEvent {
             cursor,
             body: event.clone(),
@@ -203,14 +196,16 @@ pub(super) async fn plan_apply(
     let backend = txn.get_database_backend();
     let moved: Vec<Vec<Value>> = cursors
         .iter()
-        .filter(|(_, (loaded, last))| last != loaded)
-        .map(|(user, (_, last))| vec![(*user).into(), (*last).into()])
+        .filter(|(_, (loaded, last, _))| last != loaded)
+        .map(|(user, (_, last, oldest))| {
+            vec![(*user).into(), (*last).into(), oldest.unwrap_or(now).into()]
+        })
         .collect();
     let mut statements = update_by_key(
         backend,
         "user_feeds",
-        &["user_id", "last_cursor"],
-        &["last_cursor"],
+        &["user_id", "last_cursor", "oldest_at"],
+        &["last_cursor", "oldest_at"],
         &[],
         &moved,
     );
@@ -243,19 +238,22 @@ async fn applied_before(
     txn: &DatabaseTransaction,
     batch: &[&InboxUpdate<'_>],
 ) -> Result<HashSet<Identity>, StoreError> {
-    let identities: BTreeSet<Identity> = batch.iter().map(|u| identity(u)).collect();
+    let identities: BTreeSet<Identity> = batch
+        .iter()
+        .map(|u| feed::identity(u.user, u.event))
+        .collect();
     let keys: Vec<Vec<Value>> = identities
         .iter()
         .map(|(user, conversation, kind, seq)| {
             vec![
                 (*user).into(),
                 (*conversation).into(),
-                (*kind).into(),
+                kind.code().into(),
                 (*seq).into(),
             ]
         })
         .collect();
-    let stored: HashSet<(Uuid, Uuid, String, i64)> = find_by_keys::<feed_events::Entity, _>(
+    let stored: HashSet<(Uuid, Uuid, i16, i64)> = find_by_keys::<feed_events::Entity, _>(
         txn,
         &["user_id", "conversation_id", "kind", "seq"],
         Lock::None,
@@ -269,20 +267,9 @@ async fn applied_before(
     Ok(identities
         .into_iter()
         .filter(|(user, conversation, kind, seq)| {
-            stored.contains(&(*user, *conversation, (*kind).to_owned(), *seq))
+            stored.contains(&(*user, *conversation, kind.code(), *seq))
         })
         .collect())
-}
-
-/// An update's event as the feed identifies it.
-fn identity(update: &InboxUpdate<'_>) -> Identity {
-    let event = update.event;
-    (
-        update.user.0,
-        event.conversation_id().0,
-        event.kind(),
-        event.seq(),
-    )
 }
 
 /// An entry row replaces the stored one: it was folded from it under the feed lock.

@@ -16,6 +16,7 @@ mod bulk;
 mod conversations;
 mod entities;
 mod errors;
+mod feed;
 mod fence;
 pub mod group_commit;
 mod inbox;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 
 pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
 pub use backup::{BackupSummary, backup_sqlite};
+pub use feed::FeedKind;
 /// The multi-row keyed UPDATE the send path writes with, public so the bench's raw-insert
 /// baseline pays for the very same statements.
 pub use bulk::update_by_key;

@@ -2,9 +2,8 @@
 //! writing exactly the rows Duet's send writes with inline delivery.
 
 use chrono::Utc;
-use duet_adapters::sql::update_by_key;
+use duet_adapters::sql::{FeedKind, update_by_key};
 use duet_domain::conversations::Message;
-use duet_domain::inbox::FeedEventBody;
 use duet_domain::{ConversationId, MessageId, UserId};
 use sea_orm::sea_query::{Alias, OnConflict, Query};
 use sea_orm::{ConnectionTrait, TransactionTrait, Value};
@@ -155,7 +154,6 @@ impl Baseline {
                     "conversation_id",
                     "kind",
                     "seq",
-                    "payload",
                     "created_at",
                 ]
                 .map(Alias::new),
@@ -170,19 +168,14 @@ impl Baseline {
                 message.body.clone().into(),
                 now.into(),
             ])?;
-            let event = FeedEventBody::MessageCreated {
-                message: message.clone(),
-            };
-            let payload = serde_json::to_string(&event)?;
             for (member, cursor) in pair.members.iter().zip(&mut pair.cursors) {
                 *cursor += 1;
                 events.values([
                     (*member).into(),
                     (*cursor).into(),
                     pair.conversation.into(),
-                    event.kind().into(),
+                    FeedKind::Message.code().into(),
                     message.seq.into(),
-                    payload.clone().into(),
                     now.into(),
                 ])?;
             }
@@ -191,13 +184,13 @@ impl Baseline {
             .members
             .iter()
             .zip(pair.cursors)
-            .map(|(member, cursor)| vec![(*member).into(), cursor.into()])
+            .map(|(member, cursor)| vec![(*member).into(), cursor.into(), now.into()])
             .collect();
         statements.extend(update_by_key(
             backend,
             &self.scratch("user_feeds"),
-            &["user_id", "last_cursor"],
-            &["last_cursor"],
+            &["user_id", "last_cursor", "oldest_at"],
+            &["last_cursor", "oldest_at"],
             &[],
             &cursors,
         ));
