@@ -89,11 +89,6 @@ impl NatsOptions {
         usize::try_from(hash % partitions).unwrap_or(0)
     }
 
-    /// Where the events of `conversation` go: its partition's subject.
-    pub(super) fn event_subject(&self, conversation: ConversationId) -> String {
-        self.partition_subject(self.partition(conversation))
-    }
-
     /// The subject of `partition`; all match the stream's `events.>` filter and none overlaps
     /// another, as the work-queue stream requires of its consumers' filters.
     pub fn partition_subject(&self, partition: usize) -> String {

@@ -2,11 +2,12 @@
 //! process.
 //!
 //! Events are published to `{prefix}.events.{partition}`, the partition being a stable hash of
-//! their conversation (see [`NatsOptions::partition`](super::NatsOptions::partition)). Each
+//! their conversation (see [`NatsOptions::partition`](super::NatsOptions::partition)), as
+//! batches: one stream message holds a relay batch's events of that partition, in order. Each
 //! partition has its own durable consumer with `max_ack_pending = 1`: the server hands out the
-//! next event of a partition only once the previous one is acked (or, after a failure, the
-//! same one again), so a conversation's events are applied one at a time, in the order they
-//! were published, whichever process applies them. Every process pulls from every partition,
+//! next message of a partition only once the previous one is acked (or, after a failure, the
+//! same one again), so a conversation's events are applied in the order they were published,
+//! a whole message in one transaction per user shard, whichever process applies them. Every process pulls from every partition,
 //! so any of them takes over a partition another one stops serving.
 
 use std::panic::AssertUnwindSafe;
@@ -17,12 +18,13 @@ use anyhow::anyhow;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use async_nats::jetstream::{AckKind, Message};
 use duet_domain::StoreError;
-use duet_domain::events::{DurableEvent, EventHandler};
+use duet_domain::events::EventHandler;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::queue::EventBatch;
 use super::{Nats, unavailable};
 
 /// First wait before re-creating a consumer that failed; doubles up to [`MAX_BACKOFF`].
@@ -236,11 +238,11 @@ impl Shared {
         Ok(())
     }
 
-    /// Applies one event; acks it only once the handler succeeded. Until then the partition's
-    /// next event stays on the server.
+    /// Applies one stream message (a batch of the partition's events) in one go; acks it only
+    /// once the handler succeeded. Until then the partition's next message stays on the server.
     async fn deliver(&self, message: Message, permits: &Semaphore, shutdown: &CancellationToken) {
-        let event: DurableEvent = match serde_json::from_slice(&message.payload) {
-            Ok(event) => event,
+        let events = match serde_json::from_slice::<EventBatch>(&message.payload) {
+            Ok(batch) => batch.into_events(),
             Err(err) => {
                 // No retry can decode it: drop it instead of blocking its partition forever.
                 tracing::error!(error = %err, subject = %message.subject, "undecodable event terminated");
@@ -255,8 +257,8 @@ impl Shared {
                 () = shutdown.cancelled() => return None,
                 permit = permits.acquire() => permit.ok()?,
             };
-            // As a batch of one: both members' inbox rows in one transaction per user shard.
-            let outcome = AssertUnwindSafe(self.handler.handle_batch(std::slice::from_ref(&event)))
+            // The whole batch: every member's inbox rows in one transaction per user shard.
+            let outcome = AssertUnwindSafe(self.handler.handle_batch(&events))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
@@ -272,7 +274,8 @@ impl Shared {
             Some(Err(err)) => {
                 let delivered = message.info().map(|info| info.delivered).unwrap_or(1);
                 let delay = nak_delay(delivered);
-                tracing::warn!(event = %event.id, error = format!("{err:#}"), delivered, retry_in = ?delay, "event not applied");
+                let first = events.first().map(|e| e.id.to_string()).unwrap_or_default();
+                tracing::warn!(first_event = %first, events = events.len(), error = format!("{err:#}"), delivered, retry_in = ?delay, "events not applied");
                 settle(&message, AckKind::Nak(Some(delay)), "nacked").await;
             }
             // Shutting down before it started: another process takes it at once.

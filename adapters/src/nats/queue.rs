@@ -1,5 +1,6 @@
 //! The relay's hand-off to JetStream.
 
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 
 use anyhow::anyhow;
@@ -12,9 +13,17 @@ use tracing::instrument;
 
 use super::{Nats, unavailable};
 
-/// Publishes durable events to the stream. Each carries its event id as `Nats-Msg-Id`, so a
-/// batch the relay publishes again (it crashed before deleting the outbox rows) is dropped by
-/// the server within the duplicate window; delivery is idempotent beyond it.
+/// Most events in one stream message.
+const MAX_BATCH_EVENTS: usize = 256;
+/// Most bytes of events in one stream message, well under NATS's default 1 MiB payload.
+const MAX_BATCH_BYTES: usize = 512 * 1024;
+
+/// Publishes durable events to the stream, one message per partition per relay batch: a JSON
+/// array of that partition's events, in order (see [`EventBatch`]), so a consumer applies
+/// them in one transaction and acks them with one ack. Each message carries its events' ids as
+/// `Nats-Msg-Id`, so a batch the relay publishes again as it was (it crashed before deleting
+/// the outbox rows) is dropped by the server within the duplicate window; delivery is
+/// idempotent beyond it, and for a batch made up differently.
 pub struct NatsQueue {
     nats: Nats,
 }
@@ -24,24 +33,32 @@ impl NatsQueue {
         Self { nats: nats.clone() }
     }
 
-    /// Sends every event before awaiting any ack (one round trip per batch, not per event),
-    /// then waits for all acks. A `duplicate` ack means the stream already holds the event.
+    /// Sends every batch message before awaiting any ack (one round trip per relay batch, not
+    /// per message), then waits for all acks. A `duplicate` ack means the stream already holds
+    /// the batch.
     async fn publish_all(&self, events: &[DurableEvent]) -> Result<(), StoreError> {
         let options = self.nats.options();
-        let mut acks = Vec::with_capacity(events.len());
+        let mut by_partition: BTreeMap<usize, Vec<&DurableEvent>> = BTreeMap::new();
         for event in events {
-            let payload = serde_json::to_vec(event).map_err(anyhow::Error::from)?;
-            let message = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(event.id.to_string());
-            let subject = options.event_subject(event.body.conversation_id());
-            acks.push(
-                self.nats
-                    .jetstream()
-                    .send_publish(subject, message)
-                    .await
-                    .map_err(unavailable)?,
-            );
+            by_partition
+                .entry(options.partition(event.body.conversation_id()))
+                .or_default()
+                .push(event);
+        }
+        let mut acks = Vec::new();
+        for (partition, events) in by_partition {
+            for payload in batches(&events)? {
+                let message = PublishMessage::build()
+                    .payload(payload.bytes.into())
+                    .message_id(payload.id);
+                acks.push(
+                    self.nats
+                        .jetstream()
+                        .send_publish(options.partition_subject(partition), message)
+                        .await
+                        .map_err(unavailable)?,
+                );
+            }
         }
         let results =
             futures::future::join_all(acks.into_iter().map(IntoFuture::into_future)).await;
@@ -55,6 +72,65 @@ impl NatsQueue {
             }
         }
         Ok(())
+    }
+}
+
+/// One stream message: its payload and its deduplication id.
+struct BatchPayload {
+    bytes: Vec<u8>,
+    id: String,
+}
+
+/// `events` (one partition's, in order) as stream messages of at most [`MAX_BATCH_EVENTS`]
+/// events and about [`MAX_BATCH_BYTES`] each.
+fn batches(events: &[&DurableEvent]) -> Result<Vec<BatchPayload>, StoreError> {
+    let mut encoded = Vec::with_capacity(events.len());
+    for event in events {
+        encoded.push(serde_json::to_vec(event).map_err(anyhow::Error::from)?);
+    }
+    let mut payloads = Vec::new();
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start;
+        let mut size = 2;
+        while end < events.len()
+            && end - start < MAX_BATCH_EVENTS
+            && (end == start || size + encoded[end].len() < MAX_BATCH_BYTES)
+        {
+            size += encoded[end].len() + 1;
+            end += 1;
+        }
+        let mut bytes = Vec::with_capacity(size);
+        bytes.push(b'[');
+        for (i, event) in encoded[start..end].iter().enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            bytes.extend_from_slice(event);
+        }
+        bytes.push(b']');
+        let id = format!("{}+{}", events[start].id, end - start);
+        payloads.push(BatchPayload { bytes, id });
+        start = end;
+    }
+    Ok(payloads)
+}
+
+/// What a stream message holds: a batch of one partition's events, in order, or (as written
+/// before batches) a single event.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum EventBatch {
+    Many(Vec<DurableEvent>),
+    One(Box<DurableEvent>),
+}
+
+impl EventBatch {
+    pub(super) fn into_events(self) -> Vec<DurableEvent> {
+        match self {
+            Self::Many(events) => events,
+            Self::One(event) => vec![*event],
+        }
     }
 }
 
@@ -84,5 +160,66 @@ impl EventQueue for NatsQueue {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use duet_domain::conversations::Message;
+    use duet_domain::inbox::FeedEventBody;
+    use duet_domain::{ConversationId, MessageId, UserId};
+
+    use super::*;
+
+    fn event(body_bytes: usize) -> DurableEvent {
+        let (a, b) = (UserId::generate(), UserId::generate());
+        let message = Message {
+            id: MessageId::generate(),
+            conversation_id: ConversationId::between(a, b),
+            seq: 1,
+            sender_id: a,
+            client_msg_id: "c".into(),
+            body: "x".repeat(body_bytes),
+            created_at: duet_domain::clock::now(),
+        };
+        DurableEvent::new(
+            [a, b],
+            FeedEventBody::MessageCreated { message },
+            duet_domain::clock::now(),
+        )
+    }
+
+    fn decoded(payload: &BatchPayload) -> Vec<DurableEvent> {
+        serde_json::from_slice::<EventBatch>(&payload.bytes)
+            .expect("a batch decodes")
+            .into_events()
+    }
+
+    #[test]
+    fn batches_keep_every_event_in_order_within_their_limits() {
+        let events: Vec<DurableEvent> = (0..600).map(|_| event(10)).collect();
+        let refs: Vec<&DurableEvent> = events.iter().collect();
+        let payloads = batches(&refs).expect("encodes");
+        assert_eq!(payloads.len(), 3, "256 + 256 + 88");
+        let round_trip: Vec<DurableEvent> = payloads.iter().flat_map(decoded).collect();
+        assert_eq!(round_trip, events);
+        assert_eq!(payloads[0].id, format!("{}+256", events[0].id));
+
+        let large: Vec<DurableEvent> = (0..300).map(|_| event(4096)).collect();
+        let refs: Vec<&DurableEvent> = large.iter().collect();
+        let payloads = batches(&refs).expect("encodes");
+        assert!(payloads.iter().all(|p| p.bytes.len() <= MAX_BATCH_BYTES));
+        let round_trip: Vec<DurableEvent> = payloads.iter().flat_map(decoded).collect();
+        assert_eq!(round_trip, large);
+    }
+
+    #[test]
+    fn a_single_event_as_written_before_batches_still_decodes() {
+        let one = event(5);
+        let bytes = serde_json::to_vec(&one).expect("encodes");
+        let events = serde_json::from_slice::<EventBatch>(&bytes)
+            .expect("decodes")
+            .into_events();
+        assert_eq!(events, vec![one]);
     }
 }
