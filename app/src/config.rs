@@ -253,6 +253,11 @@ pub struct DeliverySettings {
     pub feed_retention_days: u32,
     /// How often pruning runs.
     pub prune_interval_secs: u64,
+    /// Sends are refused (503 with `Retry-After`) while the oldest event not yet delivered
+    /// (in an outbox or the queue) is older than this; 0 never refuses.
+    pub max_lag_ms: u64,
+    /// How often that lag is measured.
+    pub lag_check_ms: u64,
     /// Used when `kind = "nats"`.
     pub nats: NatsSettings,
 }
@@ -564,6 +569,10 @@ impl Settings {
             delivery.prune_interval_secs > 0,
             "delivery.prune_interval_secs must be at least 1"
         );
+        anyhow::ensure!(
+            delivery.lag_check_ms >= 10,
+            "delivery.lag_check_ms must be at least 10"
+        );
         let nats = &delivery.nats;
         anyhow::ensure!(
             nats.max_in_flight > 0,
@@ -745,6 +754,7 @@ mod tests {
             ("delivery.relay_batch", "0"),
             ("delivery.relay_poll_ms", "0"),
             ("delivery.prune_interval_secs", "0"),
+            ("delivery.lag_check_ms", "5"),
             ("server.ws_session_check_secs", "0"),
         ] {
             let err = Settings::load(&Profile::None, &[(key, value)]).expect_err("refused");

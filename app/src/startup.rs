@@ -13,7 +13,7 @@ use duet_adapters::nats::{DeliveryConsumer, Nats};
 use duet_adapters::sql::SqlStorage;
 use duet_domain::accounts::{AccountService, AccountStore};
 use duet_domain::conversations::{ConversationService, ConversationStore};
-use duet_domain::events::{Outbox, Relay};
+use duet_domain::events::{Backlog, Outbox, Relay};
 use duet_domain::inbox::{InboxService, InboxStore};
 use duet_domain::presence::PresenceService;
 use poem::Server;
@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::delivery::{self, DeliveryStack};
+use crate::delivery::{self, DeliveryLag, DeliveryStack};
 use crate::rate_limit::AuthRateLimiter;
 use crate::state::{Accelerator, AppState};
 use crate::{caches, routes, storage, telemetry, workers};
@@ -36,6 +36,8 @@ pub struct Application {
     endpoint: BoxEndpoint<'static>,
     state: Arc<AppState>,
     relay: Arc<Relay>,
+    /// Measured while serving; sends are refused while it is over the limit.
+    delivery_lag: Arc<DeliveryLag>,
     /// With NATS: applies the events this process is handed.
     consumer: Option<DeliveryConsumer>,
     /// With NATS: drained on shutdown, so the server forgets this process's pull requests at
@@ -82,12 +84,19 @@ impl Application {
 
         let DeliveryStack {
             queue,
+            queued,
             live,
             consumer,
             nats,
         } = delivery::build(&settings.delivery, inbox.clone())
             .await
             .context("setting up delivery")?;
+        let mut backlogs: Vec<Arc<dyn Backlog>> = vec![Arc::new(storage.clone())];
+        backlogs.extend(queued);
+        let delivery_lag = Arc::new(DeliveryLag::new(
+            backlogs,
+            Duration::from_millis(settings.delivery.max_lag_ms),
+        ));
         let relay = Arc::new(
             Relay::new(outbox, queue, settings.delivery.relay_batch)
                 .with_max_attempts(settings.delivery.relay_max_attempts),
@@ -132,6 +141,7 @@ impl Application {
         if let Some(limiter) = caches.send_limit {
             conversation_service = conversation_service.with_send_limit(limiter);
         }
+        conversation_service = conversation_service.with_delivery_pressure(delivery_lag.clone());
         let state = Arc::new(AppState {
             accounts: account_service,
             conversations: conversation_service,
@@ -166,6 +176,7 @@ impl Application {
             endpoint: routes::endpoint(state.clone())?,
             state,
             relay,
+            delivery_lag,
             consumer,
             nats,
             inbox,
@@ -199,6 +210,7 @@ impl Application {
             endpoint,
             state,
             relay,
+            delivery_lag,
             consumer,
             nats,
             inbox,
@@ -233,6 +245,10 @@ impl Application {
             accounts,
             Duration::from_secs(delivery.prune_interval_secs),
             chrono::Duration::days(i64::from(delivery.feed_retention_days)),
+            shutdown.clone(),
+        ));
+        workers.spawn(delivery_lag.watch(
+            Duration::from_millis(delivery.lag_check_ms),
             shutdown.clone(),
         ));
         workers.spawn(workers::metrics_upkeep(

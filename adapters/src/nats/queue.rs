@@ -8,7 +8,8 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use duet_domain::StoreError;
-use duet_domain::events::{DurableEvent, EventQueue};
+use chrono::{DateTime, Utc};
+use duet_domain::events::{Backlog, DurableEvent, EventQueue};
 use tracing::instrument;
 
 use super::{Nats, unavailable};
@@ -131,6 +132,29 @@ impl EventBatch {
             Self::Many(events) => events,
             Self::One(event) => vec![*event],
         }
+    }
+}
+
+/// The stream holds only what is not applied yet (work-queue retention): its first message is
+/// the oldest event waiting.
+#[async_trait]
+impl Backlog for NatsQueue {
+    async fn oldest_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let stream = self
+            .nats
+            .jetstream()
+            .get_stream(&self.nats.options().stream)
+            .await
+            .map_err(unavailable)?;
+        let state = &stream.cached_info().state;
+        if state.messages == 0 {
+            return Ok(None);
+        }
+        let first = state.first_timestamp;
+        Ok(DateTime::from_timestamp(
+            first.unix_timestamp(),
+            first.nanosecond(),
+        ))
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duet_domain::StoreError;
-use duet_domain::events::{Outbox, OutboxEntry};
+use chrono::{DateTime, Utc};
+use duet_domain::events::{Backlog, Outbox, OutboxEntry};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
@@ -21,6 +22,25 @@ use super::conversations::begin_write;
 use super::entities::outbox;
 use super::errors::from_db;
 use super::router::Shard;
+
+/// The outboxes' oldest row: the oldest event not yet handed to the queue.
+#[async_trait]
+impl Backlog for SqlStorage {
+    async fn oldest_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for shard in self.router.shards() {
+            let first = outbox::Entity::find()
+                .order_by_asc(outbox::Column::Id)
+                .one(&shard.writer)
+                .await
+                .map_err(from_db)?;
+            if let Some(first) = first {
+                oldest = Some(oldest.map_or(first.created_at, |o| o.min(first.created_at)));
+            }
+        }
+        Ok(oldest)
+    }
+}
 
 /// The advisory lock key of shard `index`'s outbox: "duet" in the high bytes, so it cannot
 /// collide with small keys other software may use.

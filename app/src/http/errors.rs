@@ -131,13 +131,12 @@ impl ApiError {
     /// A send refused by the caller's message quota; `Retry-After` is rounded up to whole
     /// seconds (at least 1), so a client that waits it out is allowed.
     pub fn send_rate_limited(retry_after: std::time::Duration) -> Self {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         Self::RateLimited(
             Json(ErrorBody::new(
                 "rate_limited",
                 "too many messages; retry later",
             )),
-            secs.max(1),
+            whole_seconds(retry_after),
         )
     }
 
@@ -161,6 +160,11 @@ impl ApiError {
             Self::Unavailable(Json(b), _) => (StatusCode::SERVICE_UNAVAILABLE, b),
         }
     }
+}
+
+/// `wait` as a `Retry-After`: rounded up to whole seconds, at least 1.
+fn whole_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl From<StoreError> for ApiError {
@@ -211,6 +215,13 @@ impl From<ConversationError> for ApiError {
             ConversationError::NotFound => Self::not_found("no such conversation"),
             ConversationError::PeerNotFound => Self::not_found("no user has this handle"),
             ConversationError::RateLimited { retry_after } => Self::send_rate_limited(retry_after),
+            ConversationError::Overloaded { retry_after } => Self::Unavailable(
+                Json(ErrorBody::new(
+                    "unavailable",
+                    "delivery is behind; retry later",
+                )),
+                whole_seconds(retry_after),
+            ),
             ConversationError::Store(err) => err.into(),
         }
     }
@@ -306,6 +317,17 @@ mod tests {
         assert!(matches!(err, ApiError::RateLimited(_, 2)));
         assert!(matches!(limited(30).into(), ApiError::RateLimited(_, 1)));
         assert!(matches!(limited(3_000).into(), ApiError::RateLimited(_, 3)));
+    }
+
+    #[test]
+    fn a_send_refused_while_delivery_lags_is_a_503_with_a_retry_after() {
+        let err: ApiError = ConversationError::Overloaded {
+            retry_after: std::time::Duration::from_millis(1_500),
+        }
+        .into();
+        assert_eq!(err.parts().0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.parts().1.error.code, "unavailable");
+        assert!(matches!(err, ApiError::Unavailable(_, 2)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{
 use crate::accounts::{AccountStore, Caller, Handle, InvalidInput};
 use crate::cache::{HistoryCache, SendDecision, SendLimiter, latest_page};
 use crate::clock::{Clock, SystemClock};
-use crate::events::{Delivered, Ephemeral, LiveBus, LiveEvent};
+use crate::events::{Delivered, DeliveryPressure, Ephemeral, LiveBus, LiveEvent};
 use crate::inbox::{ConversationView, FeedEventBody, InboxStore};
 use crate::{ConversationId, MessageId, StoreError};
 
@@ -30,6 +30,9 @@ pub enum ConversationError {
     /// The caller sent faster than their quota allows; nothing was stored.
     #[error("too many messages; retry in {retry_after:?}")]
     RateLimited { retry_after: std::time::Duration },
+    /// Delivery is too far behind to take more sends; nothing was stored.
+    #[error("delivery is behind; retry in {retry_after:?}")]
+    Overloaded { retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -44,6 +47,8 @@ pub struct ConversationService {
     history_cache: Option<Arc<dyn HistoryCache>>,
     /// Caps each user's send rate when set.
     send_limit: Option<Arc<dyn SendLimiter>>,
+    /// Refuses sends while delivery lags, when set.
+    pressure: Option<Arc<dyn DeliveryPressure>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -61,6 +66,7 @@ impl ConversationService {
             live,
             history_cache: None,
             send_limit: None,
+            pressure: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -84,6 +90,14 @@ impl ConversationService {
     #[must_use]
     pub fn with_send_limit(mut self, limiter: Arc<dyn SendLimiter>) -> Self {
         self.send_limit = Some(limiter);
+        self
+    }
+
+    /// Refuses sends with [`ConversationError::Overloaded`] while `pressure` says delivery is
+    /// too far behind.
+    #[must_use]
+    pub fn with_delivery_pressure(mut self, pressure: Arc<dyn DeliveryPressure>) -> Self {
+        self.pressure = Some(pressure);
         self
     }
 
@@ -145,8 +159,9 @@ impl ConversationService {
     ///
     /// # Errors
     /// `Invalid` for a bad body or client id; `NotFound` as for [`Self::get`];
-    /// `RateLimited` when the caller is over their send quota (checked before the database
-    /// is touched, so a flood costs it nothing).
+    /// `RateLimited` when the caller is over their send quota, `Overloaded` while delivery is
+    /// too far behind (both checked before the database is touched, so a flood costs it
+    /// nothing).
     #[instrument(skip(self, body))]
     pub async fn send(
         &self,
@@ -157,6 +172,10 @@ impl ConversationService {
     ) -> Result<Appended, ConversationError> {
         let client_msg_id = ClientMsgId::parse(client_msg_id)?;
         let body = MessageBody::parse(body)?;
+        // Before the quota, which would count a send that is refused anyway.
+        if let Some(retry_after) = self.pressure.as_ref().and_then(|p| p.refuse_for()) {
+            return Err(ConversationError::Overloaded { retry_after });
+        }
         if let Some(limiter) = &self.send_limit
             && let SendDecision::Limited { retry_after } = limiter.check(caller.user_id).await
         {

@@ -51,6 +51,24 @@ pub trait EventQueue: Send + Sync {
     async fn publish(&self, events: &[DurableEvent]) -> Result<(), StoreError>;
 }
 
+/// A place where committed events wait for delivery: the outboxes, the queue.
+#[async_trait]
+pub trait Backlog: Send + Sync {
+    /// When the oldest event still waiting here was committed; `None` when none waits.
+    ///
+    /// # Errors
+    /// When the backlog cannot be read now.
+    async fn oldest_waiting(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+}
+
+/// Whether delivery keeps up: sends are refused while it does not, so the lag between an
+/// acknowledgement and the peer's inbox cannot grow without bound.
+pub trait DeliveryPressure: Send + Sync {
+    /// `Some(wait)` while delivery is too far behind to take more sends: a client should retry
+    /// after `wait`. Cheap: answered from what a watcher measured last.
+    fn refuse_for(&self) -> Option<std::time::Duration>;
+}
+
 /// Applies a durable event; the consumer side of the queue.
 #[async_trait]
 pub trait EventHandler: Send + Sync {

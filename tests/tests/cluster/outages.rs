@@ -143,3 +143,71 @@ async fn every_api_call_works_while_redis_is_down() {
     let relogin = b.login("carol", PASSWORD).await;
     assert_eq!(relogin.status, StatusCode::CREATED);
 }
+
+/// Delivery that falls behind slows the senders down instead of letting its lag grow: with a
+/// lag limit of 1 ms, a burst of concurrent sends overtakes the relay and the consumers, and
+/// some are refused with 503 `unavailable` and a `Retry-After` (stored nowhere); every send
+/// that was accepted reaches the peer once, in seq order with no gap; and once delivery has
+/// caught up, sends are accepted again.
+#[tokio::test(flavor = "multi_thread")]
+async fn sends_are_refused_while_delivery_lags_and_accepted_again_once_it_caught_up() {
+    const BURST: usize = 300;
+    let overrides = [
+        ("delivery.max_lag_ms", "1"),
+        ("delivery.lag_check_ms", "10"),
+    ];
+    let Some(cluster) = Cluster::start_with(2, &overrides).await else {
+        return;
+    };
+    let (a, b) = (cluster.at(0).handle(), cluster.at(1).handle());
+    let [alice, bob] = a.register_users(["alice", "bob"]).await;
+    let id = a.open_conversation(&alice, &bob).await;
+    let mut bob_ws = b.ws_connect(&bob, Some(0)).await;
+    bob_ws.expect_type("ready").await;
+
+    let client_ids: Vec<String> = (0..BURST).map(|i| format!("burst-{i}")).collect();
+    let sends = client_ids
+        .iter()
+        .map(|client_id| a.send_raw(&alice, &id, client_id, "hello"));
+    let replies = futures::future::join_all(sends).await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    for reply in &replies {
+        if reply.status == StatusCode::CREATED {
+            accepted += 1;
+        } else {
+            reply.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+            assert_eq!(
+                reply.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+                Some("1"),
+                "a refused send says when to retry"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "a 1 ms lag limit refused none of {BURST} concurrent sends");
+    assert!(accepted > 0, "the first sends of the burst are accepted");
+
+    // What was accepted is stored gap-free and reaches Bob once, in order.
+    let history = a.all_history(&alice, &id).await;
+    assert_eq!(history.len(), accepted, "a refused send stored nothing");
+    let mut seqs = Vec::new();
+    while seqs.len() < accepted {
+        let frame = tokio::time::timeout(RECOVERY, bob_ws.next())
+            .await
+            .expect("every accepted message reaches Bob");
+        if frame["type"] == "message.created" {
+            seqs.push(frame["message"]["seq"].as_i64().expect("a seq"));
+        }
+    }
+    assert_eq!(seqs, (1..=accepted as i64).collect::<Vec<_>>());
+
+    // Caught up: a lone send is accepted again (the lag is measured every 10 ms).
+    eventually_within(RECOVERY, "a send accepted after the burst", || async {
+        let reply = a
+            .send_raw(&alice, &id, &uuid::Uuid::now_v7().to_string(), "after")
+            .await;
+        (reply.status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+}

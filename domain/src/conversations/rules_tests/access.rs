@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{Talk, query, talk, talk_delivering_inline};
 use crate::clock::Clock;
 use crate::conversations::ConversationError;
-use crate::events::{Ephemeral, LiveEvent};
+use crate::events::{DeliveryPressure, Ephemeral, LiveEvent};
 use crate::inbox::{FeedEvent, FeedEventBody};
 use crate::testing::RefusingLimiter;
 use crate::{ConversationId, UserId};
@@ -139,6 +139,47 @@ async fn a_send_over_the_quota_is_refused_before_the_store_is_touched() {
         "{sent:?}"
     );
     assert_eq!(talk.journal.steps(), vec![]);
+}
+
+/// Delivery as far behind as a test wants it.
+struct Lagging(Option<Duration>);
+
+impl DeliveryPressure for Lagging {
+    fn refuse_for(&self) -> Option<Duration> {
+        self.0
+    }
+}
+
+#[tokio::test]
+async fn a_send_while_delivery_lags_is_refused_before_the_quota_or_the_store() {
+    let mut talk = talk();
+    let retry_after = Duration::from_secs(1);
+    talk.service = talk
+        .service
+        .with_send_limit(Arc::new(RefusingLimiter {
+            retry_after: Duration::from_millis(250),
+        }))
+        .with_delivery_pressure(Arc::new(Lagging(Some(retry_after))));
+    let (alice, _bob, id) = talk.alice_and_bob().await;
+    let sent = talk
+        .service
+        .send(alice, id, "c1".into(), "hello".into())
+        .await;
+    assert!(
+        matches!(sent, Err(ConversationError::Overloaded { retry_after: r }) if r == retry_after),
+        "{sent:?}"
+    );
+    assert_eq!(talk.journal.steps(), vec![]);
+}
+
+#[tokio::test]
+async fn a_send_while_delivery_keeps_up_goes_through() {
+    let mut talk = talk();
+    talk.service = talk
+        .service
+        .with_delivery_pressure(Arc::new(Lagging(None)));
+    let (alice, _bob, id) = talk.alice_and_bob().await;
+    assert_eq!(talk.send(alice, id, "c1").await.message().seq, 1);
 }
 
 #[tokio::test]
