@@ -131,7 +131,9 @@ impl MessagesApi {
     ///
     /// Answers 404 `not_found` for a conversation the caller is not in, 422 for an invalid
     /// body or `client_msg_id`, 429 `rate_limited` (with `Retry-After`, in seconds) when the
-    /// caller sends faster than their quota; a refused message is not stored.
+    /// caller sends faster than their quota, 503 `unavailable` (with `Retry-After`) when
+    /// storage is unreachable or delivery has fallen too far behind to take more; a refused
+    /// message is not stored.
     #[oai(
         path = "/v1/conversations/:id/messages",
         method = "post",
