@@ -9,10 +9,13 @@
 //! append does not wait for company that is not coming. While a batch commits, the next one
 //! fills, so under load batches grow by themselves.
 //!
-//! On PostgreSQL several writer tasks share a database's queue (`writers`): one gathers
-//! while the others commit, so a batch's round trips and fsync overlap the next batch's.
-//! They lock conversation rows in id order, so they never deadlock; batches touching the same
-//! conversation simply take turns. SQLite has one writer connection, so one task.
+//! On PostgreSQL a database has several writer tasks (`writers`), each with its own queue: a
+//! conversation's appends always go to the same one (by a hash of its id), so one writer's
+//! batch commits while another's gathers and their round trips and fsyncs overlap, without
+//! two of this process's batches ever waiting for each other's conversation row locks.
+//! Batches lock conversation rows in id order, so batches of several processes never
+//! deadlock; touching the same conversation, they take turns. SQLite has one writer
+//! connection, so one task.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use std::time::Duration;
 use duet_domain::conversations::{AppendOutcome, Appended, NewMessage};
 use duet_domain::{ConversationId, StoreError, UserId};
 use sea_orm::DbBackend;
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::append_batch::{BatchFailure, Committed, Placement, append_batch};
@@ -68,17 +71,17 @@ struct Request {
     queued: Instant,
 }
 
-/// The sending side of one database's writer task. Dropping every clone stops the task.
+/// The sending side of one database's writer tasks, one queue per task. Dropping every clone
+/// stops them.
 #[derive(Clone)]
 pub(super) struct GroupCommitter {
-    requests: mpsc::Sender<Request>,
+    queues: Arc<[mpsc::Sender<Request>]>,
 }
 
 /// What a batch needs besides its connection: the router (for write marks) and the signal
 /// that wakes the relay.
 struct Writer {
-    /// Shared by the shard's writers: the one holding it gathers the next batch.
-    queue: Arc<Mutex<mpsc::Receiver<Request>>>,
+    queue: mpsc::Receiver<Request>,
     router: Arc<ShardRouter>,
     shard: usize,
     outbox_signal: Arc<Notify>,
@@ -86,7 +89,7 @@ struct Writer {
 }
 
 impl GroupCommitter {
-    /// Starts the writer task of shard `shard` on the current runtime.
+    /// Starts the writer tasks of shard `shard` on the current runtime.
     pub(super) fn start(
         router: Arc<ShardRouter>,
         shard: usize,
@@ -94,17 +97,18 @@ impl GroupCommitter {
         options: GroupCommitOptions,
     ) -> Self {
         let max_batch = options.max_batch.max(1);
-        // Bounded: when the database falls behind, senders wait here instead of piling up.
-        let (requests, receiver) = mpsc::channel(max_batch * 4);
-        let queue = Arc::new(Mutex::new(receiver));
         let writers = if router.shard(shard).writer.get_database_backend() == DbBackend::Postgres {
             options.writers.max(1)
         } else {
             1
         };
+        let mut queues = Vec::with_capacity(writers);
         for _ in 0..writers {
+            // Bounded: when the database falls behind, senders wait here instead of piling up.
+            let (requests, queue) = mpsc::channel(max_batch * 4);
+            queues.push(requests);
             let writer = Writer {
-                queue: queue.clone(),
+                queue,
                 router: router.clone(),
                 shard,
                 outbox_signal: outbox_signal.clone(),
@@ -115,13 +119,23 @@ impl GroupCommitter {
             };
             tokio::spawn(writer.run());
         }
-        Self { requests }
+        Self {
+            queues: queues.into(),
+        }
     }
 
     /// Appends `message` with the next batch; resolves once that batch committed (or failed).
     pub(super) async fn append(&self, message: NewMessage) -> Reply {
         let (reply, answer) = oneshot::channel();
-        self.requests
+        // The conversation's own writer: its appends never wait on another writer's locks.
+        let hash = message
+            .conversation_id
+            .0
+            .as_u64_pair()
+            .0
+            .wrapping_add(message.conversation_id.0.as_u64_pair().1);
+        let writer = usize::try_from(hash % self.queues.len() as u64).unwrap_or(0);
+        self.queues[writer]
             .send(Request {
                 message,
                 reply,
@@ -138,18 +152,15 @@ fn stopped() -> StoreError {
 }
 
 impl Writer {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut batch = Vec::with_capacity(self.options.max_batch);
         let mut had_company = false;
         loop {
-            {
-                let mut receiver = self.queue.lock().await;
-                let Some(first) = receiver.recv().await else {
-                    break;
-                };
-                batch.push(first);
-                self.gather(&mut receiver, &mut batch, had_company).await;
-            }
+            let Some(first) = self.queue.recv().await else {
+                break;
+            };
+            batch.push(first);
+            self.gather(&mut batch, had_company).await;
             had_company = batch.len() > 1;
             metrics::histogram!("duet_group_commit_batch_size").record(batch.len() as f64);
             self.commit(std::mem::take(&mut batch)).await;
@@ -163,12 +174,8 @@ impl Writer {
     /// committed, so its wait is already over and the batch goes as it is, instead of waiting
     /// `max_delay` more each round. A lone sender's batches are batches of one: waiting would
     /// only add `max_delay` to each of its sends.
-    async fn gather(
-        &self,
-        receiver: &mut mpsc::Receiver<Request>,
-        batch: &mut Vec<Request>,
-        had_company: bool,
-    ) {
+    async fn gather(&mut self, batch: &mut Vec<Request>, had_company: bool) {
+        let receiver = &mut self.queue;
         let deadline = batch[0].queued + self.options.max_delay;
         while batch.len() < self.options.max_batch {
             match receiver.try_recv() {
