@@ -58,7 +58,15 @@ async fn old_feed(db: &DatabaseConnection, alice: UserId, bob: UserId) -> Vec<Fe
         insert(
             db,
             "messages",
-            &["id", "conversation_id", "seq", "sender_id", "client_msg_id", "body", "created_at"],
+            &[
+                "id",
+                "conversation_id",
+                "seq",
+                "sender_id",
+                "client_msg_id",
+                "body",
+                "created_at",
+            ],
             vec![
                 m.id.0.into(),
                 conversation.0.into(),
@@ -90,7 +98,15 @@ async fn old_feed(db: &DatabaseConnection, alice: UserId, bob: UserId) -> Vec<Fe
         insert(
             db,
             "feed_events",
-            &["user_id", "cursor", "conversation_id", "kind", "seq", "payload", "created_at"],
+            &[
+                "user_id",
+                "cursor",
+                "conversation_id",
+                "kind",
+                "seq",
+                "payload",
+                "created_at",
+            ],
             vec![
                 alice.0.into(),
                 cursor.into(),
@@ -150,10 +166,14 @@ async fn old_feed(db: &DatabaseConnection, alice: UserId, bob: UserId) -> Vec<Fe
 /// Writes the old rows on `db` (migrated to just before feed references), migrates, then
 /// checks what `storage` (on the same database) replays and prunes.
 async fn converts(db: &DatabaseConnection, options: SqlOptions) {
-    Migrator::up(db, Some(BEFORE)).await.expect("the old schema");
+    Migrator::up(db, Some(BEFORE))
+        .await
+        .expect("the old schema");
     let (alice, bob) = (UserId::generate(), UserId::generate());
     let expected = old_feed(db, alice, bob).await;
-    Migrator::up(db, None).await.expect("the conversion applies");
+    Migrator::up(db, None)
+        .await
+        .expect("the conversion applies");
 
     let storage = SqlStorage::connect(options).await.expect("connects");
     storage.migrate().await.expect("nothing left to migrate");

@@ -604,7 +604,12 @@ async fn sqlite_a_lone_sender_does_not_wait_for_company() {
 
 #[tokio::test]
 async fn postgres_a_lone_sender_does_not_wait_for_company() {
-    on_postgres(lingering_batches(), 1, a_lone_sender_does_not_wait_for_company).await;
+    on_postgres(
+        lingering_batches(),
+        1,
+        a_lone_sender_does_not_wait_for_company,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -135,7 +135,9 @@ impl DeliveryLag {
         let mut stopped = false;
         for backlog in &self.backlogs {
             match backlog.oldest_waiting().await {
-                Ok(Some(at)) => oldest = Some(oldest.map_or(at, |o: chrono::DateTime<_>| o.min(at))),
+                Ok(Some(at)) => {
+                    oldest = Some(oldest.map_or(at, |o: chrono::DateTime<_>| o.min(at)))
+                }
                 Ok(None) => {}
                 Err(err) => {
                     tracing::debug!(error = %err, "a delivery backlog could not be read");
@@ -145,7 +147,9 @@ impl DeliveryLag {
         }
         self.stopped.store(stopped, Ordering::Relaxed);
         let lag = oldest.map_or(Duration::ZERO, |at| {
-            (duet_domain::clock::now() - at).to_std().unwrap_or_default()
+            (duet_domain::clock::now() - at)
+                .to_std()
+                .unwrap_or_default()
         });
         let millis = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
         self.lag_ms.store(millis, Ordering::Relaxed);
@@ -205,21 +209,25 @@ mod tests {
     async fn sends_are_refused_only_while_the_oldest_waiting_event_is_over_the_limit() {
         let outbox = Arc::new(Waiting::default());
         let queue = Arc::new(Waiting::default());
-        let lag = DeliveryLag::new(
-            vec![outbox.clone(), queue.clone()],
-            Duration::from_secs(2),
-        );
+        let lag = DeliveryLag::new(vec![outbox.clone(), queue.clone()], Duration::from_secs(2));
         lag.measure().await;
         assert_eq!(lag.refuse_for(), None, "nothing waits");
 
         let now = duet_domain::clock::now();
         *queue.0.lock().expect("not poisoned") = Some(now - chrono::Duration::seconds(1));
         lag.measure().await;
-        assert_eq!(lag.refuse_for(), None, "one second behind is within the limit");
+        assert_eq!(
+            lag.refuse_for(),
+            None,
+            "one second behind is within the limit"
+        );
 
         *outbox.0.lock().expect("not poisoned") = Some(now - chrono::Duration::seconds(5));
         lag.measure().await;
-        assert!(lag.lag() >= Duration::from_secs(5), "the oldest of all backlogs");
+        assert!(
+            lag.lag() >= Duration::from_secs(5),
+            "the oldest of all backlogs"
+        );
         assert_eq!(lag.refuse_for(), Some(RETRY_AFTER));
 
         *outbox.0.lock().expect("not poisoned") = None;
@@ -237,8 +245,15 @@ mod tests {
             Duration::from_secs(2),
         );
         lag.measure().await;
-        assert!(lag.lag() >= Duration::from_secs(60), "the outbox's backlog still counts");
-        assert_eq!(lag.refuse_for(), None, "a stopped queue is no reason to refuse");
+        assert!(
+            lag.lag() >= Duration::from_secs(60),
+            "the outbox's backlog still counts"
+        );
+        assert_eq!(
+            lag.refuse_for(),
+            None,
+            "a stopped queue is no reason to refuse"
+        );
     }
 
     #[tokio::test]

@@ -7,8 +7,8 @@ use anyhow::anyhow;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
-use duet_domain::StoreError;
 use chrono::{DateTime, Utc};
+use duet_domain::StoreError;
 use duet_domain::events::{Backlog, DurableEvent, EventQueue};
 use tracing::instrument;
 

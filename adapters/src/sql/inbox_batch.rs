@@ -15,18 +15,15 @@ use chrono::{DateTime, Utc};
 use duet_domain::StoreError;
 use duet_domain::inbox::{FeedEvent, InboxUpdate};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, EntityTrait, QueryTrait, Statement,
-    Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, QueryTrait, Statement, Value};
 use uuid::Uuid;
 
 use super::bulk::{Lock, chunks, execute_all, find_by_keys, update_by_key};
 use super::conversations::begin_write;
 use super::entities::{feed_events, inbox_entries, user_feeds};
 use super::errors::from_db;
-use super::inbox::{active, empty_entry, fold};
 use super::feed::{self, Identity};
+use super::inbox::{active, empty_entry, fold};
 use super::{SqlStorage, fence};
 
 impl SqlStorage {

@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 pub use append_batch::PHASE_SECONDS as GROUP_COMMIT_PHASE_SECONDS;
 pub use backup::{BackupSummary, backup_sqlite};
-pub use feed::FeedKind;
 /// The multi-row keyed UPDATE the send path writes with, public so the bench's raw-insert
 /// baseline pays for the very same statements.
 pub use bulk::update_by_key;
+pub use feed::FeedKind;
 pub use group_commit::GroupCommitOptions;
 pub use router::server_connect_options;
 pub use router::{Route, Shard, ShardMap, ShardRouter, logical_shard};

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duet_domain::StoreError;
 use chrono::{DateTime, Utc};
+use duet_domain::StoreError;
 use duet_domain::events::{Backlog, Outbox, OutboxEntry};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait,

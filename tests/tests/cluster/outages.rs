@@ -178,14 +178,20 @@ async fn sends_are_refused_while_delivery_lags_and_accepted_again_once_it_caught
         } else {
             reply.expect_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
             assert_eq!(
-                reply.headers.get("retry-after").and_then(|v| v.to_str().ok()),
+                reply
+                    .headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
                 Some("1"),
                 "a refused send says when to retry"
             );
             refused += 1;
         }
     }
-    assert!(refused > 0, "a 1 ms lag limit refused none of {BURST} concurrent sends");
+    assert!(
+        refused > 0,
+        "a 1 ms lag limit refused none of {BURST} concurrent sends"
+    );
     assert!(accepted > 0, "the first sends of the burst are accepted");
 
     // What was accepted is stored gap-free and reaches Bob once, in order.

@@ -175,9 +175,7 @@ async fn a_send_while_delivery_lags_is_refused_before_the_quota_or_the_store() {
 #[tokio::test]
 async fn a_send_while_delivery_keeps_up_goes_through() {
     let mut talk = talk();
-    talk.service = talk
-        .service
-        .with_delivery_pressure(Arc::new(Lagging(None)));
+    talk.service = talk.service.with_delivery_pressure(Arc::new(Lagging(None)));
     let (alice, _bob, id) = talk.alice_and_bob().await;
     assert_eq!(talk.send(alice, id, "c1").await.message().seq, 1);
 }
