@@ -17,11 +17,13 @@
 //! - [`report`]: the table and the JSON.
 //!
 //! The capacity planner (`duet-bench capacity`) is [`capacity`]: the growth table's arithmetic.
+//! What idle WebSockets cost the server (`duet-bench idle`) is [`idle`].
 
 pub mod args;
 pub mod baseline;
 pub mod capacity;
 pub mod client;
+pub mod idle;
 pub mod load;
 pub mod progress;
 pub mod prometheus;

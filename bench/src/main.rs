@@ -1,6 +1,7 @@
 //! `duet-bench run …` drives a running Duet and reports what it sustained;
-//! `duet-bench capacity …` prints the back-of-envelope for a deployment. Neither needs the
-//! server's settings: the load generator is a client of some server, not one.
+//! `duet-bench capacity …` prints the back-of-envelope for a deployment; `duet-bench idle …`
+//! measures what idle WebSockets cost. None needs the server's settings: the load generator
+//! is a client of some server, not one.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ enum Command {
     /// Print the back-of-envelope for a deployment: load, storage, bandwidth, and how many
     /// app processes, shards and replicas it needs. Without --users, the growth table.
     Capacity(CapacityArgs),
+    /// Open and hold many authenticated WebSockets, report the server's memory per socket,
+    /// and time messages reaching one user's devices meanwhile.
+    Idle(duet_bench::idle::IdleArgs),
 }
 
 #[tokio::main]
@@ -32,6 +36,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => duet_bench::run_cli(&args).await,
         Command::Capacity(args) => args.print(),
+        Command::Idle(args) => duet_bench::idle::run(&args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
