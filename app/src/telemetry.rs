@@ -113,4 +113,10 @@ fn describe_metrics() {
         "duet_live_connections",
         "Authenticated WebSocket connections open on this process."
     );
+    metrics::describe_gauge!(
+        "duet_delivery_lag_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest event not yet delivered to the inboxes (outboxes, NATS stream); \
+         sends are refused while it is over delivery.max_lag_ms."
+    );
 }
