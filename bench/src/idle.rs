@@ -14,17 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::net::TcpSocket;
-use tokio_tungstenite::tungstenite::Message as Frame;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{BenchUser, Client};
 use crate::server;
-use crate::socket::{delivered_id, events_url};
+use crate::socket::{events_request, events_url, receive, until_ready};
 
 /// Sockets being opened at once.
 const OPENING: usize = 256;
@@ -198,57 +195,37 @@ async fn hold(
     watch: Option<(Sent, Arc<Mutex<Vec<Duration>>>)>,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut request = url.as_str().into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {}", user.token))?,
-    );
+    let request = events_request(url, user)?;
     let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
-    let mut stream = tokio::time::timeout(READY_TIMEOUT, async {
+    let stream = tokio::time::timeout(READY_TIMEOUT, async {
         let socket = TcpSocket::new_v4()?;
         socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
         let tcp = socket.connect(server).await?;
         let (mut stream, _) =
             tokio_tungstenite::client_async_with_config(request, tcp, Some(config)).await?;
-        while let Some(frame) = stream.next().await {
-            if let Frame::Text(text) = frame?
-                && text.contains("\"ready\"")
-            {
-                return anyhow::Ok(stream);
-            }
-        }
-        bail!("the socket closed before ready")
+        until_ready(&mut stream).await?;
+        anyhow::Ok(stream)
     })
     .await
     .context("no `ready` frame in time")?
     .with_context(|| format!("a WebSocket from {source} for {}", user.handle))?;
-    let me = user.id.clone();
-    Ok(tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                () = stop.cancelled() => break,
-                frame = stream.next() => frame,
+    Ok(tokio::spawn(receive(
+        stream,
+        user.id.clone(),
+        stop,
+        move |id, at| {
+            let Some((sent, arrivals)) = &watch else {
+                return;
             };
-            match frame {
-                Some(Ok(Frame::Text(text))) => {
-                    let at = Instant::now();
-                    if let (Some((sent, arrivals)), Some(id)) = (&watch, delivered_id(&text, &me)) {
-                        let sent_at = sent.lock().expect("not poisoned").get(&id).copied();
-                        if let Some(sent_at) = sent_at {
-                            arrivals
-                                .lock()
-                                .expect("not poisoned")
-                                .push(at.duration_since(sent_at));
-                        }
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break,
+            let sent_at = sent.lock().expect("not poisoned").get(&id).copied();
+            if let Some(sent_at) = sent_at {
+                arrivals
+                    .lock()
+                    .expect("not poisoned")
+                    .push(at.duration_since(sent_at));
             }
-        }
-        let _ = stream.close(None).await;
-        let _ = stream.flush().await;
-    }))
+        },
+    )))
 }
 
 /// The value below which `share` of the sorted `values` lie.

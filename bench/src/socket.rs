@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -74,47 +76,84 @@ pub async fn listen(
     recorder: Arc<Recorder>,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let mut request = url.as_str().into_client_request()?;
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {}", user.token))?,
-    );
-    let (mut stream, _) = tokio::time::timeout(READY_TIMEOUT, async {
-        let (mut stream, response) =
+    let request = events_request(url, user)?;
+    let stream = tokio::time::timeout(READY_TIMEOUT, async {
+        let (mut stream, _) =
             tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), false)
                 .await?;
-        while let Some(frame) = stream.next().await {
-            if let Frame::Text(text) = frame?
-                && text.contains("\"ready\"")
-            {
-                return anyhow::Ok((stream, response));
-            }
-        }
-        bail!("the socket closed before ready")
+        until_ready(&mut stream).await?;
+        anyhow::Ok(stream)
     })
     .await
     .context("no `ready` frame in time")?
     .with_context(|| format!("WebSocket for {}", user.handle))?;
     let me = user.id.clone();
-    Ok(tokio::spawn(async move {
-        loop {
-            let frame = tokio::select! {
-                () = stop.cancelled() => break,
-                frame = stream.next() => frame,
-            };
-            match frame {
-                Some(Ok(Frame::Text(text))) => {
-                    let at = Instant::now();
-                    if let Some(id) = delivered_id(&text, &me) {
-                        recorder.delivery(&id, at);
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break,
-            }
+    Ok(tokio::spawn(receive(stream, me, stop, move |id, at| {
+        recorder.delivery(&id, at);
+    })))
+}
+
+/// A `/v1/events` upgrade request authenticated as `user`.
+///
+/// # Errors
+/// A URL or token that cannot make a request.
+pub fn events_request(
+    url: &reqwest::Url,
+    user: &BenchUser,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    let mut request = url.as_str().into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {}", user.token))?,
+    );
+    Ok(request)
+}
+
+/// Reads frames until the server's `ready`.
+///
+/// # Errors
+/// The socket failed or closed first.
+pub async fn until_ready<S>(stream: &mut WebSocketStream<S>) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(frame) = stream.next().await {
+        if let Frame::Text(text) = frame?
+            && text.contains("\"ready\"")
+        {
+            return Ok(());
         }
-        let _ = stream.close(None).await;
-    }))
+    }
+    bail!("the socket closed before ready")
+}
+
+/// Reads `stream` until `stop` (or until it fails), calling `delivered` with the client id and
+/// arrival time of every message someone other than `me` sent; then closes it.
+pub async fn receive<S>(
+    mut stream: WebSocketStream<S>,
+    me: String,
+    stop: CancellationToken,
+    mut delivered: impl FnMut(String, Instant),
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let frame = tokio::select! {
+            () = stop.cancelled() => break,
+            frame = stream.next() => frame,
+        };
+        match frame {
+            Some(Ok(Frame::Text(text))) => {
+                let at = Instant::now();
+                if let Some(id) = delivered_id(&text, &me) {
+                    delivered(id, at);
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    let _ = stream.close(None).await;
 }
 
 #[cfg(test)]
