@@ -124,7 +124,11 @@ impl GroupCommitter {
                     ..options
                 },
             };
-            tokio::spawn(writer.run());
+            if postgres {
+                tokio::spawn(writer.run());
+            } else {
+                spawn_writer(writer);
+            }
         }
         Self {
             queues: queues.into(),
@@ -151,6 +155,33 @@ impl GroupCommitter {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Runs SQLite's writer task on a thread of its own (a single-threaded runtime), so that its
+/// chain of round trips to the connection's thread is not queued behind request handling on
+/// the shared workers: under load every hop of a batch (begin, reads, writes, commit) would otherwise
+/// wait for a worker to come free. Where no such runtime can be built, on the current one.
+/// A thread the system refuses leaves the shard without a writer: its appends are answered
+/// as unavailable (503), and the failure is logged. (PostgreSQL's writers stay on the shared
+/// runtime: a connection's socket belongs to the runtime that opened it.)
+fn spawn_writer(writer: Writer) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            tracing::warn!(error = %err, "group commit runs on the shared runtime");
+            tokio::spawn(writer.run());
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("duet-group-commit".into())
+        .spawn(move || runtime.block_on(writer.run()));
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "could not start the group commit thread");
     }
 }
 
