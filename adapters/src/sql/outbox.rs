@@ -29,9 +29,11 @@ impl Backlog for SqlStorage {
     async fn oldest_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut oldest: Option<DateTime<Utc>> = None;
         for shard in self.router.shards() {
+            // The reader (SQLite's read pool, PostgreSQL's primary): on SQLite the writer
+            // connection is the group commit's.
             let first = outbox::Entity::find()
                 .order_by_asc(outbox::Column::Id)
-                .one(&shard.writer)
+                .one(&shard.reader)
                 .await
                 .map_err(from_db)?;
             if let Some(first) = first {
