@@ -224,6 +224,8 @@ pub(super) async fn peers<C: ConnectionTrait>(
 
 /// Rows a pruning step reads of one feed at a time.
 const PRUNE_PAGE: u64 = 512;
+/// Stale feeds the pruner lists at a time.
+const STALE_FEEDS_PAGE: u64 = 1000;
 
 /// Deletes the events of every feed on `db` added before `before`, through each feed's
 /// primary-key range (no index on age): only feeds whose `oldest_at` is older are visited,
@@ -234,16 +236,41 @@ pub(super) async fn prune(
     db: &DatabaseConnection,
     before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let stale: Vec<user_feeds::Model> = user_feeds::Entity::find()
-        .filter(user_feeds::Column::OldestAt.lt(before))
-        .all(db)
-        .await
-        .map_err(from_db)?;
+    prune_paged(db, before, STALE_FEEDS_PAGE).await
+}
+
+/// [`prune`], listing `page` stale feeds at a time.
+async fn prune_paged(
+    db: &DatabaseConnection,
+    before: DateTime<Utc>,
+    page_size: u64,
+) -> Result<u64, StoreError> {
     let mut pruned = 0;
-    for feed in stale {
-        pruned += prune_feed(db, feed.user_id, before).await?;
+    let mut after: Option<uuid::Uuid> = None;
+    loop {
+        // The stale feeds a page at a time, in user order.
+        let mut page = user_feeds::Entity::find()
+            .select_only()
+            .column(user_feeds::Column::UserId)
+            .filter(user_feeds::Column::OldestAt.lt(before));
+        if let Some(after) = after {
+            page = page.filter(user_feeds::Column::UserId.gt(after));
+        }
+        let users: Vec<uuid::Uuid> = page
+            .order_by_asc(user_feeds::Column::UserId)
+            .limit(page_size)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(from_db)?;
+        for user in &users {
+            pruned += prune_feed(db, *user, before).await?;
+        }
+        if (users.len() as u64) < page_size {
+            return Ok(pruned);
+        }
+        after = users.last().copied();
     }
-    Ok(pruned)
 }
 
 async fn prune_feed(
@@ -324,4 +351,66 @@ async fn set_oldest<C: ConnectionTrait>(
         .await
         .map_err(from_db)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::PaginatorTrait;
+
+    use super::*;
+    use crate::sql::{SqlOptions, SqlStorage};
+
+    /// Five feeds of three old events each, listed two feeds at a time: every old event goes,
+    /// every feed remembers how far it was pruned, and none is left marked stale.
+    #[tokio::test]
+    async fn every_stale_feed_is_pruned_whatever_the_page() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let storage = SqlStorage::connect(SqlOptions::sqlite(&dir.path().join("duet.db"), true))
+            .await
+            .expect("SQLite opens");
+        storage.migrate().await.expect("migrates");
+        let db = storage.router().shard(0).writer.clone();
+        let old = duet_domain::clock::now() - chrono::Duration::days(2);
+        for _ in 0..5 {
+            let user = uuid::Uuid::now_v7();
+            user_feeds::Entity::insert(user_feeds::ActiveModel {
+                user_id: Set(user),
+                last_cursor: Set(3),
+                pruned_through: Set(0),
+                oldest_at: Set(Some(old)),
+            })
+            .exec_without_returning(&db)
+            .await
+            .expect("a feed");
+            for cursor in 1..=3 {
+                feed_events::Entity::insert(feed_events::ActiveModel {
+                    user_id: Set(user),
+                    cursor: Set(cursor),
+                    conversation_id: Set(uuid::Uuid::now_v7()),
+                    kind: Set(FeedKind::Message.code()),
+                    seq: Set(cursor),
+                    created_at: Set(old),
+                })
+                .exec_without_returning(&db)
+                .await
+                .expect("an event");
+            }
+        }
+        let before = duet_domain::clock::now() - chrono::Duration::days(1);
+        assert_eq!(prune_paged(&db, before, 2).await.expect("prunes"), 15);
+        assert_eq!(
+            feed_events::Entity::find()
+                .count(&db)
+                .await
+                .expect("counts"),
+            0
+        );
+        let feeds = user_feeds::Entity::find().all(&db).await.expect("reads");
+        assert!(
+            feeds
+                .iter()
+                .all(|f| f.pruned_through == 3 && f.oldest_at.is_none())
+        );
+        storage.close().await;
+    }
 }
