@@ -4,9 +4,6 @@
 //! SQLite file and a fresh PostgreSQL database (dropped after); without PostgreSQL at
 //! 127.0.0.1:5432 the PostgreSQL half prints `SKIPPED:` and returns, unless CI=true.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use duet_adapters::sql::{SqlOptions, SqlStorage};
 use duet_domain::conversations::Message;
@@ -14,20 +11,14 @@ use duet_domain::inbox::{FeedEvent, FeedEventBody, InboxStore, Replay};
 use duet_domain::{ConversationId, MessageId, UserId};
 use duet_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::{Alias, Query};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Value};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Value};
 
 /// The migrations before feed references: the shape the old rows are written in.
 const BEFORE: u32 = 4;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
+mod support;
 
-fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use support::FreshPostgres;
 
 async fn insert(db: &DatabaseConnection, table: &str, columns: &[&str], values: Vec<Value>) {
     let mut insert = Query::insert();
@@ -213,32 +204,12 @@ async fn sqlite_feeds_are_converted_to_references() {
 
 #[tokio::test]
 async fn postgres_feeds_are_converted_to_references() {
-    let mut admin = ConnectOptions::new("postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    admin
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    let admin = match Database::connect(admin).await {
-        Ok(db) => db,
-        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PostgreSQL not reachable at 127.0.0.1:5432: {err}")
-        }
-        Err(_) => {
-            println!("SKIPPED: PostgreSQL not reachable at 127.0.0.1:5432");
-            return;
-        }
+    let Some(database) = FreshPostgres::create("duet_feed_migration").await else {
+        return;
     };
-    let name = unique_name("duet_feed_migration");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("a fresh database");
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let url = database.url.clone();
     let db = Database::connect(&url).await.expect("connects");
     converts(&db, SqlOptions::postgres(&url)).await;
     db.close().await.expect("closes");
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("the test database drops");
+    database.drop().await;
 }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use duet_adapters::sql::{GroupCommitOptions, SqlOptions, SqlStorage};
@@ -18,19 +17,11 @@ use duet_domain::events::{Delivered, DurableEvent, Outbox};
 use duet_domain::inbox::{FeedEventBody, InboxStore, InboxUpdate, Replay};
 use duet_domain::{ConversationId, MessageId, UserId};
 use futures::future::join_all;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database};
 
-const MAINTENANCE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+mod support;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-fn unique_name(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use support::{FreshPostgres, unique_name};
 
 /// Options that hold a batch open long enough for every append a test starts at once.
 fn wide_batches() -> GroupCommitOptions {
@@ -83,27 +74,10 @@ where
     F: FnOnce(Vec<SqlStorage>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut admin = ConnectOptions::new(MAINTENANCE_URL.to_owned());
-    admin
-        .max_connections(1)
-        .connect_timeout(Duration::from_secs(3))
-        .sqlx_logging(false);
-    let admin = match Database::connect(admin).await {
-        Ok(db) => db,
-        Err(err) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("PostgreSQL not reachable at 127.0.0.1:5432: {err}")
-        }
-        Err(_) => {
-            println!("SKIPPED: PostgreSQL not reachable at 127.0.0.1:5432");
-            return;
-        }
+    let Some(database) = FreshPostgres::create("duet_group_commit").await else {
+        return;
     };
-    let name = unique_name("duet_group_commit");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("a fresh database");
-    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let url = database.url.clone();
     let mut storages = Vec::new();
     for _ in 0..processes {
         let storage = SqlStorage::connect_with(postgres_options(url.clone()), group_commit)
@@ -116,11 +90,7 @@ where
     for storage in storages {
         storage.close().await;
     }
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .expect("the test database drops");
-    let _ = admin.close().await;
+    database.drop().await;
 }
 
 async fn user(storage: &SqlStorage) -> UserId {
